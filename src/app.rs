@@ -1,0 +1,132 @@
+//! Assembles a Pingora `Server` from a validated config: the proxy service on
+//! the public listeners, the health-check service and the admin listener.
+//! All state hangs off one [`GatewayState`]; nothing is global, so several
+//! gateways can run in one process (the tests do).
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::proxy::Gateway;
+use crate::runtime::SnapshotHandle;
+use crate::upstream::health;
+use async_trait::async_trait;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Shared by every service of one gateway.
+pub struct GatewayState {
+    pub snapshots: SnapshotHandle,
+}
+
+/// How the process was asked to start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StartOptions {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+pub struct App {
+    pub server: Server,
+    pub state: Arc<GatewayState>,
+}
+
+fn server_conf(config: &Config, opts: StartOptions) -> ServerConf {
+    let s = &config.server;
+    let max_retries = config
+        .upstreams
+        .values()
+        .map(|u| u.retries + 1)
+        .max()
+        .unwrap_or(1);
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        daemon: opts.daemon,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        max_retries: max_retries.max(16),
+        ..ServerConf::default()
+    }
+}
+
+/// Builds (but does not run) the server for `config`.
+pub fn build(config: Config, opts: StartOptions) -> App {
+    let conf = server_conf(&config, opts);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+
+    let (registrar, health_service) = health::channel();
+    let listen = config.server.listen.clone();
+    let admin = config.admin.clone();
+    let state = Arc::new(GatewayState {
+        snapshots: SnapshotHandle::new(config, registrar),
+    });
+
+    let mut proxy = ProxyServiceBuilder::new(
+        &server.configuration,
+        Gateway {
+            state: state.clone(),
+        },
+    )
+    .name("gatehouse proxy")
+    .build();
+    for addr in &listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+    server.add_service(background_service("health checks", health_service));
+    if let Some(admin) = admin {
+        let mut svc = Service::new(
+            "gatehouse admin".to_string(),
+            AdminApp {
+                state: state.clone(),
+            },
+        );
+        svc.add_tcp(&admin.listen.to_string());
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
+    App { server, state }
+}
+
+/// A shutdown trigger for running a gateway inside another program (tests).
+pub struct ChannelShutdown(tokio::sync::Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
+
+impl ChannelShutdown {
+    pub fn new() -> (mpsc::UnboundedSender<ShutdownSignal>, ChannelShutdown) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, ChannelShutdown(tokio::sync::Mutex::new(rx)))
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
+    }
+}
+
+impl App {
+    /// Runs until `signal` asks to stop.
+    pub fn run(self, signal: Box<dyn ShutdownSignalWatch>) {
+        self.server.run(RunArgs {
+            shutdown_signal: signal,
+        });
+    }
+}

@@ -1,0 +1,168 @@
+//! The serde surface of the config file: exactly the keys an operator writes,
+//! with unknown keys rejected. Values that need parsing with a good error
+//! message (durations, sizes, addresses) are kept as [`Text`] here and checked
+//! in `validate`, so that every such error is reported at once with its path.
+
+use serde::de::{self, value::MapAccessDeserializer, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A scalar kept as text (strings, numbers and booleans are all accepted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or number")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A value written either as a plain string or as a mapping (`T`).
+#[derive(Debug, Clone)]
+pub enum StrOr<T> {
+    Str(String),
+    Full(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = StrOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a mapping")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StrOr::Str(v.to_string()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(StrOr::Full)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub admin: Option<AdminFile>,
+    pub logging: LoggingFile,
+    pub upstreams: BTreeMap<String, UpstreamFile>,
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    pub listen: Option<Vec<Text>>,
+    pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub grace_period: Option<Text>,
+    pub trusted_proxies: Vec<Text>,
+    pub idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Text,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingFile {
+    pub level: Option<String>,
+    pub access_log: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    pub targets: Vec<StrOr<TargetFile>>,
+    pub balance: Option<String>,
+    pub hash_key: Option<String>,
+    pub health_check: Option<HealthCheckFile>,
+    pub connect_timeout: Option<Text>,
+    pub read_timeout: Option<Text>,
+    pub retries: Option<usize>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    pub addr: Text,
+    #[serde(default)]
+    pub weight: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckFile {
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub expect_status: Option<u16>,
+    pub interval: Option<Text>,
+    pub timeout: Option<Text>,
+    pub unhealthy_after: Option<usize>,
+    pub healthy_after: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: String,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchFile,
+    pub upstream: String,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    #[serde(default)]
+    pub add_prefix: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchFile {
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub host: Option<String>,
+    pub headers: BTreeMap<String, Text>,
+}

@@ -1,0 +1,106 @@
+//! Configuration: `${VAR}` substitution -> YAML (unknown keys rejected) ->
+//! validated [`Config`]. Every stage reports errors with key path and
+//! line/column; validation reports all errors at once.
+
+mod env;
+mod error;
+mod file;
+mod model;
+mod position;
+pub mod units;
+mod validate;
+
+pub use env::{substitute, EnvError};
+pub use error::{ConfigError, LoadError};
+pub use model::*;
+pub use validate::DEFAULT_LISTEN;
+
+use position::Positions;
+use std::path::Path;
+
+/// Reads and validates the config file at `path`.
+pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_str(&text)
+}
+
+/// Validates config text, substituting variables from the process environment.
+pub fn load_str(text: &str) -> Result<Config, LoadError> {
+    load_str_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text with an explicit variable lookup (used by tests).
+pub fn load_str_with_env(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, LoadError> {
+    let text = env::substitute(text, lookup).map_err(|errs| LoadError::Invalid {
+        errors: errs
+            .into_iter()
+            .map(|e| ConfigError {
+                path: String::new(),
+                line: Some(e.line),
+                column: Some(e.column),
+                message: e.message,
+            })
+            .collect(),
+    })?;
+    let positions = Positions::index(&text);
+    // An empty document is an empty mapping: every default applies.
+    let parsed: file::FileConfig = if text.trim().is_empty() {
+        file::FileConfig::default()
+    } else {
+        let de = serde_norway::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let (line, column) = match inner.location() {
+                Some(loc) => (Some(loc.line()), Some(loc.column())),
+                None => positions
+                    .find(&path)
+                    .map_or((None, None), |(l, c)| (Some(l), Some(c))),
+            };
+            let path = if path == "." { String::new() } else { path };
+            LoadError::Invalid {
+                errors: vec![ConfigError {
+                    path,
+                    line,
+                    column,
+                    message: strip_location(&inner.to_string()),
+                }],
+            }
+        })?
+    };
+    let mut errs = validate::Errs::default();
+    let config = validate::validate(parsed, &mut errs);
+    if errs.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(LoadError::Invalid {
+            errors: errs
+                .0
+                .into_iter()
+                .map(|(path, message)| {
+                    let pos = positions.find(&path);
+                    ConfigError {
+                        path,
+                        line: pos.map(|p| p.0),
+                        column: pos.map(|p| p.1),
+                        message,
+                    }
+                })
+                .collect(),
+        })
+    }
+}
+
+/// serde_norway appends " at line L column C"; we print the position ourselves.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}

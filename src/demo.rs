@@ -1,0 +1,189 @@
+//! `gatehouse --demo`: the gateway on 127.0.0.1:8080 in front of three
+//! built-in services (users with two instances, products, orders) running
+//! in the same process on free loopback ports, with an embedded config.
+
+use crate::app::{self, StartOptions};
+use crate::config;
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora::services::listening::Service;
+
+/// The demo config; `{USERS_A}` etc. are replaced by the services' ports.
+pub const DEMO_CONFIG: &str = r#"
+server:
+  listen: ["127.0.0.1:8080"]
+  threads: 1
+  grace_period: 1s
+admin:
+  listen: "127.0.0.1:9090"
+logging:
+  level: info
+upstreams:
+  users:
+    targets: ["127.0.0.1:{USERS_A}", "127.0.0.1:{USERS_B}"]
+    health_check: { path: /health, interval: 2s }
+  products:
+    targets: ["127.0.0.1:{PRODUCTS}"]
+    health_check: { path: /health, interval: 2s }
+  orders:
+    targets: ["127.0.0.1:{ORDERS}"]
+routes:
+  - name: users
+    match: { path_prefix: /api/users }
+    upstream: users
+    strip_prefix: /api
+  - name: products
+    match: { path_prefix: /api/products, methods: [GET, HEAD] }
+    upstream: products
+    strip_prefix: /api
+  - name: orders
+    match: { path_prefix: /api/orders }
+    upstream: orders
+    strip_prefix: /api
+"#;
+
+/// One demo service instance; answers JSON describing what it received.
+pub struct DemoService {
+    pub service: &'static str,
+    pub instance: &'static str,
+}
+
+fn demo_body(
+    service: &str,
+    instance: &str,
+    path: &str,
+    session: &ServerSession,
+) -> serde_json::Value {
+    let req = session.req_header();
+    let header = |n: &str| {
+        req.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let data = match (service, path) {
+        ("users", "/users") => {
+            serde_json::json!([{"id": 1, "name": "Ada"}, {"id": 2, "name": "Linus"}])
+        }
+        ("users", p) if p.starts_with("/users/") => {
+            serde_json::json!({"id": p[7..], "name": "Ada"})
+        }
+        ("products", p) if p.starts_with("/products") => {
+            serde_json::json!([{"sku": "tea-1", "price": 4.5}, {"sku": "mug-2", "price": 9.0}])
+        }
+        ("orders", p) if p.starts_with("/orders") => {
+            serde_json::json!([{"id": 7, "status": "shipped"}])
+        }
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "service": service,
+        "instance": instance,
+        "method": req.method.as_str(),
+        "path": path,
+        "query": req.uri.query(),
+        "request_id": header("x-request-id"),
+        "forwarded_for": header("x-forwarded-for"),
+        "user": header("x-user-id"),
+        "data": data,
+    })
+}
+
+#[async_trait]
+impl ServeHttp for DemoService {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        // Drain any request body so the connection can be reused.
+        while let Ok(Some(_)) = session.read_request_body().await {}
+        let (status, body) = if path == "/health" {
+            (StatusCode::OK, serde_json::json!({"status": "ok"}))
+        } else {
+            (
+                StatusCode::OK,
+                demo_body(self.service, self.instance, &path, session),
+            )
+        };
+        let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
+        let mut b = Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, body.len());
+        if self.service == "products" {
+            b = b.header(http::header::CACHE_CONTROL, "public, max-age=30");
+        }
+        b.body(body).expect("static response parts")
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Runs the demo in the foreground; returns the exit code.
+pub fn run() -> i32 {
+    let services: [(&str, &str, &str); 4] = [
+        ("{USERS_A}", "users", "users-a"),
+        ("{USERS_B}", "users", "users-b"),
+        ("{PRODUCTS}", "products", "products-1"),
+        ("{ORDERS}", "orders", "orders-1"),
+    ];
+    let mut text = DEMO_CONFIG.to_string();
+    let mut ports = Vec::new();
+    for (placeholder, _, _) in &services {
+        match free_port() {
+            Ok(p) => {
+                text = text.replace(placeholder, &p.to_string());
+                ports.push(p);
+            }
+            Err(e) => {
+                eprintln!("demo: cannot find a free loopback port: {e}");
+                return 1;
+            }
+        }
+    }
+    let cfg = match config::load_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("demo config is invalid (this is a bug):\n{e}");
+            return 1;
+        }
+    };
+    crate::logging::init(cfg.logging.level);
+    let mut app = app::build(cfg, StartOptions::default());
+    for ((_, service, instance), port) in services.iter().zip(&ports) {
+        let mut svc = Service::new(
+            format!("demo {instance}"),
+            DemoService { service, instance },
+        );
+        svc.add_tcp(&format!("127.0.0.1:{port}"));
+        svc.threads = Some(1);
+        app.server.add_service(svc);
+    }
+    println!("{}", banner());
+    app.run(Box::new(pingora::server::UnixShutdownSignalWatch));
+    0
+}
+
+fn banner() -> String {
+    let g = "http://127.0.0.1:8080";
+    [
+        "gatehouse demo: gateway on 127.0.0.1:8080, admin on 127.0.0.1:9090".to_string(),
+        "services: users (2 instances), products, orders".to_string(),
+        String::new(),
+        "Try:".to_string(),
+        format!("  curl -i {g}/api/users                 # routed to users, round robin across 2 instances"),
+        format!("  curl -i {g}/api/users/1?fields=name   # prefix /api stripped, query kept"),
+        format!("  curl -i {g}/api/products              # products (GET/HEAD only)"),
+        format!("  curl -i -X POST {g}/api/products      # 405 problem+json"),
+        format!("  curl -i {g}/api/nothing               # 404 problem+json"),
+        format!("  curl -i {g}/api/orders/../users       # normalised to /api/users"),
+        "  curl -i http://127.0.0.1:9090/ready     # readiness".to_string(),
+        String::new(),
+        "Ctrl-C stops the demo.".to_string(),
+    ]
+    .join("\n")
+}

@@ -1,0 +1,59 @@
+//! Per-request state carried through the ProxyHttp phases.
+
+use super::errors::GatewayError;
+use crate::runtime::{Route, Snapshot};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct RequestCtx {
+    pub start: Instant,
+    /// Loaded once in `early_request_filter`; fixed for the whole request.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub request_id: String,
+    /// The client as derived from the peer and trusted `X-Forwarded-For`.
+    pub client_ip: Option<IpAddr>,
+    pub peer_ip: Option<IpAddr>,
+    pub peer_trusted: bool,
+    pub route: Option<usize>,
+    /// The normalised path when it differs from the request's path.
+    pub normalized_path: Option<String>,
+    /// The request target to send upstream when it differs from the client's.
+    pub upstream_uri: Option<http::Uri>,
+    /// Upstream attempts made so far.
+    pub attempts: usize,
+    /// Targets that failed to connect during this request.
+    pub failed: Vec<SocketAddr>,
+    pub last_connect_timed_out: bool,
+    pub target: Option<SocketAddr>,
+    /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
+    pub error: Option<GatewayError>,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot: None,
+            request_id: String::new(),
+            client_ip: None,
+            peer_ip: None,
+            peer_trusted: false,
+            route: None,
+            normalized_path: None,
+            upstream_uri: None,
+            attempts: 0,
+            failed: Vec::new(),
+            last_connect_timed_out: false,
+            target: None,
+            error: None,
+        }
+    }
+}
+
+impl RequestCtx {
+    pub fn route(&self) -> Option<&Route> {
+        let snap = self.snapshot.as_ref()?;
+        snap.routes.get(self.route?)
+    }
+}

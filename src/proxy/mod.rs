@@ -1,0 +1,356 @@
+//! The `ProxyHttp` implementation: a thin dispatcher over the phases.
+//!
+//! Phase map:
+//! - `early_request_filter`: load the snapshot, request id, client IP.
+//! - `request_filter`: normalise the path, route (404/405/400).
+//! - `upstream_peer` / `fail_to_connect`: target selection and failover.
+//! - `upstream_request_filter`: upstream target, `X-Forwarded-*`, request id.
+//! - `response_filter`: request id on the response.
+//! - `fail_to_proxy`: every error response, as problem+json.
+
+pub mod ctx;
+pub mod errors;
+pub mod forward;
+
+use crate::app::GatewayState;
+use crate::config::HashKey;
+use crate::router::normalize::normalize_path;
+use crate::router::{normalize_host, RouteOutcome, RouteRequest};
+use async_trait::async_trait;
+use ctx::RequestCtx;
+use errors::{respond, GatewayError};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+}
+
+/// What routing decided, owned so the session can be mutated afterwards.
+struct Routed {
+    route: usize,
+    normalized: Option<String>,
+    upstream_uri: Option<http::Uri>,
+}
+
+fn route_request(
+    ctx: &RequestCtx,
+    req: &RequestHeader,
+) -> std::result::Result<Routed, GatewayError> {
+    let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
+    let raw_path = req.uri.path();
+    let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
+    let host_raw = match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    };
+    let host = host_raw.map(normalize_host);
+    let rreq = RouteRequest {
+        host: host.as_deref(),
+        path: &path,
+        method: &req.method,
+        headers: &req.headers,
+    };
+    let id = match snap.router.find(&rreq) {
+        RouteOutcome::Matched(id) => id,
+        RouteOutcome::NotFound => return Err(GatewayError::NotFound),
+        RouteOutcome::MethodNotAllowed(m) => return Err(GatewayError::MethodNotAllowed(m)),
+    };
+    let route = &snap.routes[id];
+    let up_path = forward::upstream_path(
+        &path,
+        route.strip_prefix.as_deref(),
+        route.add_prefix.as_deref(),
+    );
+    // Rewrite the target when the path changed or the client used absolute form.
+    let upstream_uri =
+        if up_path != raw_path || req.uri.scheme().is_some() || req.uri.authority().is_some() {
+            let target = match req.uri.query() {
+                Some(q) => format!("{up_path}?{q}"),
+                None => up_path.into_owned(),
+            };
+            Some(
+                target
+                    .parse::<http::Uri>()
+                    .map_err(|_| GatewayError::BadRequest("The request target is invalid."))?,
+            )
+        } else {
+            None
+        };
+    Ok(Routed {
+        route: id,
+        normalized: match path {
+            std::borrow::Cow::Owned(p) => Some(p),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+        upstream_uri,
+    })
+}
+
+impl Gateway {
+    fn hash_key(&self, session: &Session, ctx: &RequestCtx, key: &HashKey) -> Vec<u8> {
+        match key {
+            HashKey::ClientIp => ctx
+                .client_ip
+                .map(|ip| ip.to_string().into_bytes())
+                .unwrap_or_default(),
+            HashKey::Path => ctx
+                .normalized_path
+                .as_deref()
+                .unwrap_or(session.req_header().uri.path())
+                .as_bytes()
+                .to_vec(),
+            HashKey::Header(name) => session
+                .req_header()
+                .headers
+                .get(name)
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn fail(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GatewayError,
+    ) -> Result<bool> {
+        respond(session, &err, &ctx.request_id).await?;
+        ctx.error = Some(err);
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// No downstream modules: the default registers a (disabled) compression
+    /// module whose per-request context costs allocations on every request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let snap = self.state.snapshots.load();
+        let req = session.req_header();
+        ctx.request_id = match req.headers.get("x-request-id") {
+            Some(v) if forward::sane_request_id(v.as_bytes()) => {
+                v.to_str().unwrap_or_default().to_string()
+            }
+            _ => forward::new_request_id(),
+        };
+        let trusted = &snap.config.server.trusted_proxies;
+        if let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            ctx.peer_ip = Some(peer);
+            ctx.peer_trusted = forward::is_trusted(peer, trusted);
+            let xff: Vec<&str> = if ctx.peer_trusted {
+                req.headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            ctx.client_ip = Some(forward::client_ip(peer, &xff, trusted));
+        }
+        ctx.snapshot = Some(snap);
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let routed = match route_request(ctx, session.req_header()) {
+            Ok(r) => r,
+            Err(e) => return self.fail(session, ctx, e).await,
+        };
+        ctx.route = Some(routed.route);
+        ctx.normalized_path = routed.normalized;
+        ctx.upstream_uri = routed.upstream_uri;
+        let idle = ctx
+            .snapshot
+            .as_ref()
+            .map_or(60, |s| s.config.server.idle_timeout.as_secs().max(1));
+        session.set_keepalive(Some(idle));
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = ctx
+            .route()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
+        let pool = route.upstream.clone();
+        let timeout = route.timeout;
+        let key = match pool.config.balance {
+            crate::config::Balance::ConsistentHash => {
+                self.hash_key(session, ctx, &pool.config.hash_key)
+            }
+            _ => Vec::new(),
+        };
+        match pool.select(&key, &ctx.failed) {
+            Some(addr) => {
+                ctx.attempts += 1;
+                ctx.target = Some(addr);
+                Ok(Box::new(pool.peer(addr, timeout)))
+            }
+            None => {
+                let err = if ctx.failed.is_empty() {
+                    GatewayError::NoHealthyUpstream
+                } else if ctx.last_connect_timed_out {
+                    GatewayError::UpstreamTimeout
+                } else {
+                    GatewayError::BadGateway
+                };
+                let status = err.status();
+                ctx.error = Some(err);
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "no upstream target",
+                ))
+            }
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(t) = ctx.target {
+            ctx.failed.push(t);
+        }
+        ctx.last_connect_timed_out = matches!(e.etype(), ErrorType::ConnectTimedout);
+        let retries = ctx.route().map_or(0, |r| r.upstream.config.retries);
+        if ctx.attempts <= retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(uri) = ctx.upstream_uri.take() {
+            up.set_uri(uri);
+        }
+        // X-Forwarded-For: the chain so far plus the peer.
+        if let Some(peer) = ctx.peer_ip {
+            let prior: Vec<&str> = session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let peer = peer.to_string();
+            let xff = if prior.is_empty() {
+                peer
+            } else {
+                format!("{}, {peer}", prior.join(", "))
+            };
+            up.insert_header("x-forwarded-for", xff)?;
+        }
+        // Proto and Host are believed only from trusted proxies.
+        let req = session.req_header();
+        if !(ctx.peer_trusted && req.headers.contains_key("x-forwarded-proto")) {
+            let tls = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .is_some();
+            up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        }
+        if !(ctx.peer_trusted && req.headers.contains_key("x-forwarded-host")) {
+            let host = req
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    req.headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                });
+            match host {
+                Some(h) => up.insert_header("x-forwarded-host", h)?,
+                None => {
+                    up.remove_header("x-forwarded-host");
+                }
+            }
+        }
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(host) = ctx.route().and_then(|r| r.upstream.config.host.clone()) {
+            up.insert_header(http::header::HOST, host)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = match ctx.error.clone() {
+            Some(err) => Some(err),
+            None => GatewayError::from_pingora(e),
+        };
+        let Some(err) = err else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        let code = err.status();
+        // Once the response has started nothing more can be said.
+        if session.response_written().is_none() {
+            if ctx.request_id.is_empty() {
+                ctx.request_id = forward::new_request_id();
+            }
+            session.set_keepalive(None);
+            if let Err(werr) = respond(session, &err, &ctx.request_id).await {
+                log::debug!("could not send error response: {werr}");
+            }
+        }
+        ctx.error = Some(err);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}

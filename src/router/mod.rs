@@ -1,0 +1,274 @@
+//! Route matching, compiled once per config.
+//!
+//! Precedence (SPEC): routes with a `host` before those without (exact host,
+//! then wildcard hosts longest suffix first); within a host group, exact
+//! `path`, then the longest `path_prefix`, then `path_regex` in file order;
+//! ties go to file order. A route whose every condition but `methods` holds
+//! makes the answer 405 (with `Allow`) if no other route matches.
+//!
+//! Lookup cost does not grow with the number of routes: exact paths and
+//! hosts are hash lookups, prefixes live in a segment trie walked once per
+//! request, and regexes are tested together through one `RegexSet`.
+
+pub mod normalize;
+
+use crate::config::{HostMatch, RouteConfig};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use regex::{Regex, RegexSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// What the router sees of a request.
+pub struct RouteRequest<'a> {
+    /// Lower-cased host without port.
+    pub host: Option<&'a str>,
+    /// Normalised path without query.
+    pub path: &'a str,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteOutcome {
+    Matched(usize),
+    NotFound,
+    /// Some route matched all but `methods`; these are the methods it allows.
+    MethodNotAllowed(Vec<Method>),
+}
+
+/// Conditions checked after a route was found through its index key.
+struct Conditions {
+    methods: Vec<Method>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Set when the route is indexed by exact path but also has a prefix.
+    prefix: Option<String>,
+    /// Set when the route is indexed by path or prefix but also has a regex.
+    regex: Option<Regex>,
+}
+
+#[derive(Default)]
+struct TrieNode {
+    children: HashMap<Box<str>, TrieNode>,
+    routes: Vec<usize>,
+}
+
+impl TrieNode {
+    fn insert(&mut self, prefix: &str, id: usize) {
+        let mut node = self;
+        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
+            node = node.children.entry(seg.into()).or_default();
+        }
+        node.routes.push(id);
+    }
+
+    /// Visits matching nodes deepest first (longest prefix wins).
+    fn walk<'a>(
+        &self,
+        segs: &mut impl Iterator<Item = &'a str>,
+        f: &mut dyn FnMut(&[usize]) -> Option<usize>,
+    ) -> Option<usize> {
+        if let Some(seg) = segs.next() {
+            if let Some(child) = self.children.get(seg) {
+                if let Some(found) = child.walk(segs, f) {
+                    return Some(found);
+                }
+            }
+        }
+        if self.routes.is_empty() {
+            None
+        } else {
+            f(&self.routes)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    exact: HashMap<Box<str>, Vec<usize>>,
+    prefix: TrieNode,
+    regex_ids: Vec<usize>,
+    regexes: Vec<String>,
+    regex_set: Option<RegexSet>,
+}
+
+impl Table {
+    fn find(
+        &self,
+        req: &RouteRequest<'_>,
+        conds: &[Conditions],
+        allow: &mut Vec<Method>,
+    ) -> Option<usize> {
+        let mut try_ids = |ids: &[usize]| {
+            ids.iter()
+                .copied()
+                .find(|&id| check(&conds[id], req, allow))
+        };
+        if let Some(ids) = self.exact.get(req.path) {
+            if let Some(id) = try_ids(ids) {
+                return Some(id);
+            }
+        }
+        let mut segs = req.path.split('/').filter(|s| !s.is_empty());
+        if let Some(id) = self.prefix.walk(&mut segs, &mut try_ids) {
+            return Some(id);
+        }
+        if let Some(set) = &self.regex_set {
+            for i in set.matches(req.path).iter() {
+                if let Some(id) = try_ids(&self.regex_ids[i..=i]) {
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+}
+
+fn prefix_matches(path: &str, prefix: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+}
+
+fn check(c: &Conditions, req: &RouteRequest<'_>, allow: &mut Vec<Method>) -> bool {
+    if let Some(p) = &c.prefix {
+        if !prefix_matches(req.path, p) {
+            return false;
+        }
+    }
+    if let Some(re) = &c.regex {
+        if !re.is_match(req.path) {
+            return false;
+        }
+    }
+    for (name, value) in &c.headers {
+        if req.headers.get(name) != Some(value) {
+            return false;
+        }
+    }
+    if !c.methods.is_empty() && !c.methods.contains(req.method) {
+        for m in &c.methods {
+            if !allow.contains(m) {
+                allow.push(m.clone());
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// The compiled routing table of one config.
+pub struct Router {
+    exact_hosts: HashMap<String, Table>,
+    wildcard_hosts: HashMap<String, Table>,
+    any_host: Table,
+    conds: Vec<Conditions>,
+}
+
+impl Router {
+    /// Builds the index. Regexes were validated at config load.
+    pub fn new(routes: &[RouteConfig]) -> Router {
+        let mut r = Router {
+            exact_hosts: HashMap::new(),
+            wildcard_hosts: HashMap::new(),
+            any_host: Table::default(),
+            conds: Vec::with_capacity(routes.len()),
+        };
+        for (id, route) in routes.iter().enumerate() {
+            let m = &route.matcher;
+            let table = match &m.host {
+                Some(HostMatch::Exact(h)) => r.exact_hosts.entry(h.clone()).or_default(),
+                Some(HostMatch::Wildcard(h)) => r.wildcard_hosts.entry(h.clone()).or_default(),
+                None => &mut r.any_host,
+            };
+            let mut cond = Conditions {
+                methods: m.methods.clone(),
+                headers: m.headers.clone(),
+                prefix: None,
+                regex: None,
+            };
+            if let Some(p) = &m.path {
+                table.exact.entry(p.as_str().into()).or_default().push(id);
+                cond.prefix = m.path_prefix.clone();
+                cond.regex = m.path_regex.clone();
+            } else if let Some(p) = &m.path_prefix {
+                table.prefix.insert(p, id);
+                cond.regex = m.path_regex.clone();
+            } else if let Some(re) = &m.path_regex {
+                table.regex_ids.push(id);
+                table.regexes.push(re.as_str().to_string());
+            } else {
+                // No path condition: matches every path, like `path_prefix: /`.
+                table.prefix.insert("/", id);
+            }
+            r.conds.push(cond);
+        }
+        for t in r
+            .exact_hosts
+            .values_mut()
+            .chain(r.wildcard_hosts.values_mut())
+            .chain(std::iter::once(&mut r.any_host))
+        {
+            if !t.regexes.is_empty() {
+                t.regex_set = Some(RegexSet::new(&t.regexes).expect("regexes validated at load"));
+            }
+        }
+        r
+    }
+
+    pub fn has_host_routes(&self) -> bool {
+        !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty()
+    }
+
+    pub fn find(&self, req: &RouteRequest<'_>) -> RouteOutcome {
+        let mut allow = Vec::new();
+        if let Some(host) = req.host.filter(|_| self.has_host_routes()) {
+            if let Some(t) = self.exact_hosts.get(host) {
+                if let Some(id) = t.find(req, &self.conds, &mut allow) {
+                    return RouteOutcome::Matched(id);
+                }
+            }
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                rest = &rest[dot + 1..];
+                if let Some(t) = self.wildcard_hosts.get(rest) {
+                    if let Some(id) = t.find(req, &self.conds, &mut allow) {
+                        return RouteOutcome::Matched(id);
+                    }
+                }
+            }
+        }
+        if let Some(id) = self.any_host.find(req, &self.conds, &mut allow) {
+            return RouteOutcome::Matched(id);
+        }
+        if allow.is_empty() {
+            RouteOutcome::NotFound
+        } else {
+            RouteOutcome::MethodNotAllowed(allow)
+        }
+    }
+}
+
+/// Lower-cases a Host value and drops its port and trailing dot.
+pub fn normalize_host(raw: &str) -> Cow<'_, str> {
+    let h = if raw.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop `:port`.
+        raw.find(']').map_or(raw, |i| &raw[..=i])
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                raw
+            }
+        })
+    };
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
+}
+
+#[cfg(test)]
+mod tests;
