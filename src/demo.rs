@@ -168,22 +168,45 @@ pub fn run() -> i32 {
     0
 }
 
+/// The requests the banner suggests: (method, path, what it shows).
+pub const TRY: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/users",
+        "routed to users, round robin across 2 instances",
+    ),
+    (
+        "GET",
+        "/api/users/1?fields=name",
+        "prefix /api stripped, query kept",
+    ),
+    ("GET", "/api/products", "products (GET/HEAD only)"),
+    ("POST", "/api/products", "405 problem+json"),
+    ("GET", "/api/nothing", "404 problem+json"),
+    ("GET", "/api/orders/../users", "normalised to /api/users"),
+];
+
 fn banner() -> String {
-    let g = "http://127.0.0.1:8080";
-    [
+    let mut lines = vec![
         "gatehouse demo: gateway on 127.0.0.1:8080, admin on 127.0.0.1:9090".to_string(),
         "services: users (2 instances), products, orders".to_string(),
         String::new(),
         "Try:".to_string(),
-        format!("  curl -i {g}/api/users                 # routed to users, round robin across 2 instances"),
-        format!("  curl -i {g}/api/users/1?fields=name   # prefix /api stripped, query kept"),
-        format!("  curl -i {g}/api/products              # products (GET/HEAD only)"),
-        format!("  curl -i -X POST {g}/api/products      # 405 problem+json"),
-        format!("  curl -i {g}/api/nothing               # 404 problem+json"),
-        format!("  curl -i {g}/api/orders/../users       # normalised to /api/users"),
-        "  curl -i http://127.0.0.1:9090/ready     # readiness".to_string(),
-        String::new(),
-        "Ctrl-C stops the demo.".to_string(),
-    ]
-    .join("\n")
+    ];
+    for (method, path, what) in TRY {
+        let m = if *method == "GET" {
+            String::new()
+        } else {
+            format!("-X {method} ")
+        };
+        let cmd = format!("curl -i --path-as-is {m}http://127.0.0.1:8080{path}");
+        lines.push(format!("  {cmd:<64} # {what}"));
+    }
+    lines.push(format!(
+        "  {:<64} # readiness",
+        "curl -i http://127.0.0.1:9090/ready"
+    ));
+    lines.push(String::new());
+    lines.push("Ctrl-C stops the demo.".to_string());
+    lines.join("\n")
 }

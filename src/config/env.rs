@@ -127,13 +127,11 @@ pub fn substitute(
                     } else if (c == '"' || c == '\'') && at_start {
                         ctx = if c == '"' { Ctx::Double } else { Ctx::Single };
                         at_start = false;
-                    } else if matches!(c, ':' | '-' | '?') && next.is_none_or(|n| n.is_whitespace())
-                    {
-                        at_start = true;
-                    } else if matches!(c, '[' | '{' | ',') {
-                        at_start = true;
                     } else {
-                        at_start = false;
+                        // After `: `, `- `, `? ` or a flow indicator a new scalar may start.
+                        at_start = (matches!(c, ':' | '-' | '?')
+                            && next.is_none_or(|n| n.is_whitespace()))
+                            || matches!(c, '[' | '{' | ',');
                     }
                 }
             }

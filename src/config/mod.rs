@@ -66,10 +66,10 @@ pub fn load_str_with_env(
             let path = if path == "." { String::new() } else { path };
             LoadError::Invalid {
                 errors: vec![ConfigError {
-                    path,
+                    path: path.clone(),
                     line,
                     column,
-                    message: strip_location(&inner.to_string()),
+                    message: strip_path_prefix(&strip_location(&inner.to_string()), &path),
                 }],
             }
         })?
@@ -102,5 +102,14 @@ fn strip_location(msg: &str) -> String {
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
+    }
+}
+
+/// serde_norway prefixes messages with the enclosing mapping's path, which
+/// we already print in front; drop it when it is a prefix of ours.
+fn strip_path_prefix(msg: &str, path: &str) -> String {
+    match msg.split_once(": ") {
+        Some((p, rest)) if !p.is_empty() && path.starts_with(p) => rest.to_string(),
+        _ => msg.to_string(),
     }
 }

@@ -36,9 +36,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
             "d" => Duration::from_secs(n.saturating_mul(86400)),
-            "" => {
+            "" if i == bytes.len() && start == 0 => {
                 return Err(format!(
                     "duration `{s}` needs a unit (ms, s, m, h, d), e.g. `{n}s`"
+                ))
+            }
+            "" => {
+                return Err(format!(
+                    "invalid duration `{s}`; write e.g. `250ms`, `5s`, `1m`, `1h`"
                 ))
             }
             u => {
@@ -85,11 +90,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Renders a duration the way the config file writes it (used by `/config`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -114,6 +119,12 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("3 parsecs")
+            .unwrap_err()
+            .starts_with("invalid duration"));
+        assert!(parse_duration("1m30")
+            .unwrap_err()
+            .starts_with("invalid duration"));
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn server(s: &ServerFile, errs: &mut Errs) -> ServerConfig {
     ServerConfig {
         listen,
         threads: threads.max(1),
-        work_stealing: s.work_stealing.unwrap_or(threads > 1),
+        work_stealing: s.work_stealing.unwrap_or(true),
         pid_file: s
             .pid_file
             .clone()
@@ -440,7 +440,12 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
     }
     let path_regex = m.path_regex.as_ref().and_then(|re| {
         regex::Regex::new(re)
-            .map_err(|e| errs.push(format!("{mpath}.path_regex"), format!("invalid regex: {e}")))
+            .map_err(|e| {
+                errs.push(
+                    format!("{mpath}.path_regex"),
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                )
+            })
             .ok()
     });
     let mut methods = Vec::new();
@@ -544,4 +549,11 @@ fn parse_host(h: &str) -> Result<HostMatch, String> {
     } else {
         HostMatch::Exact(name)
     })
+}
+
+/// The regex crate's errors draw a caret diagram over several lines; keep
+/// the last line (the actual complaint) so each config error stays one line.
+fn one_line(msg: &str) -> String {
+    let last = msg.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(msg);
+    last.trim().trim_start_matches("error: ").to_string()
 }

@@ -320,6 +320,17 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// Decisions gatehouse made itself (no healthy target) and clients that
+    /// went away are not worth an error-log line each; they are counted.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        matches!(ctx.error, Some(GatewayError::NoHealthyUpstream))
+            || (e.esource() == &pingora::ErrorSource::Downstream
+                && matches!(
+                    e.etype(),
+                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ))
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,

@@ -118,7 +118,7 @@ fn health_check(cfg: &UpstreamConfig) -> Option<Box<dyn HealthCheck + Send + Syn
             c.peer_template.options.read_timeout = Some(h.timeout);
             c.peer_template.options.write_timeout = Some(h.timeout);
             // The path was validated at load.
-            let _ = c.req.set_uri(h.path.parse().expect("validated path"));
+            c.req.set_uri(h.path.parse().expect("validated path"));
             let expect = h.expect_status;
             c.validator = Some(Box::new(move |resp: &ResponseHeader| {
                 if resp.status.as_u16() == expect {

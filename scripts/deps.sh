@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing gatehouse needs on Debian/Ubuntu, if missing:
+# cmake (pingora-core builds zlib-ng with it), a C toolchain, redis-server
+# (the Redis rate-limit tests start a real one) and systemd's analyzer.
+set -euo pipefail
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(build-essential)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

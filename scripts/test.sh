@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test --no-fail-fast
+fi

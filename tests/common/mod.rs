@@ -1,0 +1,493 @@
+//! Test harness: real upstream HTTP servers and real gateways on 127.0.0.1
+//! ephemeral ports, in this process. Nothing here is mocked: upstreams speak
+//! HTTP/1.1 over TCP, the gateway is the library's own server.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A port nobody in this process was handed before (the OS picks it).
+pub fn free_port() -> u16 {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Waits until something accepts on `addr` (bounded).
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listening on {addr}");
+}
+
+/// A request as an upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+struct UpstreamState {
+    name: String,
+    health_status: AtomicU16,
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+    running: AtomicBool,
+    requests: Mutex<Vec<Recorded>>,
+    extra_headers: Mutex<Vec<(String, String)>>,
+    body: Mutex<Option<Vec<u8>>>,
+    hits: AtomicUsize,
+    health_hits: AtomicUsize,
+}
+
+/// A real HTTP/1.1 upstream: answers every request with a JSON echo (or a
+/// fixed body), can fail its health checks, stall, and stop/restart on the
+/// same port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<UpstreamState>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Upstream {
+    pub fn start(name: &str) -> Upstream {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let u = Upstream {
+            addr,
+            state: Arc::new(UpstreamState {
+                name: name.to_string(),
+                health_status: AtomicU16::new(200),
+                status: AtomicU16::new(200),
+                delay_ms: AtomicU64::new(0),
+                running: AtomicBool::new(false),
+                requests: Mutex::new(Vec::new()),
+                extra_headers: Mutex::new(Vec::new()),
+                body: Mutex::new(None),
+                hits: AtomicUsize::new(0),
+                health_hits: AtomicUsize::new(0),
+            }),
+            thread: Mutex::new(None),
+        };
+        u.restart();
+        u
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn set_health(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::SeqCst);
+    }
+    pub fn set_status(&self, status: u16) {
+        self.state.status.store(status, Ordering::SeqCst);
+    }
+    pub fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+    pub fn set_body(&self, body: &[u8]) {
+        *self.state.body.lock().unwrap() = Some(body.to_vec());
+    }
+    pub fn add_response_header(&self, name: &str, value: &str) {
+        self.state
+            .extra_headers
+            .lock()
+            .unwrap()
+            .push((name.into(), value.into()));
+    }
+    /// Requests other than health checks.
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+    pub fn health_hits(&self) -> usize {
+        self.state.health_hits.load(Ordering::SeqCst)
+    }
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+    pub fn last(&self) -> Recorded {
+        self.requests()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+
+    /// Closes the listener; connections in progress are dropped.
+    pub fn stop(&self) {
+        self.state.running.store(false, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(t) = self.thread.lock().unwrap().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub fn restart(&self) {
+        let listener = {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match TcpListener::bind(self.addr) {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(e) => panic!("cannot bind {}: {e}", self.addr),
+                }
+            }
+        };
+        self.state.running.store(true, Ordering::SeqCst);
+        let state = self.state.clone();
+        let t = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if !state.running.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let state = state.clone();
+                std::thread::spawn(move || serve_conn(conn, state));
+            }
+        });
+        *self.thread.lock().unwrap() = Some(t);
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Headers = Vec<(String, String)>;
+
+/// Reads one request head (method, target, headers); `None` at EOF.
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<(String, String, Headers)> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some((method, target, headers))
+}
+
+fn read_body(r: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+            if n == 0 {
+                let mut end = String::new();
+                r.read_line(&mut end).ok()?;
+                return Some(body);
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let len: usize = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn serve_conn(conn: TcpStream, state: Arc<UpstreamState>) {
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some((method, target, headers)) = read_head(&mut reader) {
+        let Some(body) = read_body(&mut reader, &headers) else {
+            return;
+        };
+        let is_health = target == "/health";
+        let status = if is_health {
+            state.health_hits.fetch_add(1, Ordering::SeqCst);
+            state.health_status.load(Ordering::SeqCst)
+        } else {
+            state.hits.fetch_add(1, Ordering::SeqCst);
+            state.requests.lock().unwrap().push(Recorded {
+                method: method.clone(),
+                target: target.clone(),
+                headers: headers.clone(),
+                body: body.clone(),
+            });
+            std::thread::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst)));
+            state.status.load(Ordering::SeqCst)
+        };
+        if !state.running.load(Ordering::SeqCst) {
+            return;
+        }
+        let payload = match state.body.lock().unwrap().clone() {
+            Some(b) if !is_health => b,
+            _ => serde_json::to_vec(&serde_json::json!({
+                "upstream": state.name,
+                "method": method,
+                "target": target,
+            }))
+            .unwrap(),
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-upstream: {}\r\n",
+            state.name
+        );
+        for (n, v) in state.extra_headers.lock().unwrap().iter() {
+            resp.push_str(&format!("{n}: {v}\r\n"));
+        }
+        let head_only = method == "HEAD";
+        resp.push_str(&format!("content-length: {}\r\n\r\n", payload.len()));
+        let mut out = resp.into_bytes();
+        if !head_only {
+            out.extend_from_slice(&payload);
+        }
+        if writer.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// A gateway running in this process on an ephemeral port.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub state: Arc<gatehouse::app::GatewayState>,
+    stop: tokio::sync::mpsc::UnboundedSender<pingora::server::ShutdownSignal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Replaces `{listen}` and `{admin}` in `yaml` and starts a gateway.
+pub fn gateway(yaml: &str) -> Gateway {
+    let port = free_port();
+    let admin_port = free_port();
+    let text = yaml
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
+    let cfg = gatehouse::config::load_str(&text)
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
+    gatehouse::logging::init(gatehouse::config::LogLevel::Warn);
+    let has_admin = cfg.admin.is_some();
+    let app = gatehouse::app::build(cfg, Default::default());
+    let state = app.state.clone();
+    let (stop, signal) = gatehouse::app::ChannelShutdown::new();
+    let thread = std::thread::spawn(move || app.run(Box::new(signal)));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr);
+    let admin = has_admin.then(|| format!("127.0.0.1:{admin_port}").parse().unwrap());
+    if let Some(a) = admin {
+        wait_listening(a);
+    }
+    Gateway {
+        addr,
+        admin,
+        state,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.expect("no admin listener configured")
+        )
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self
+            .stop
+            .send(pingora::server::ShutdownSignal::FastShutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Sends raw bytes and reads one response (`None` if the connection closed
+/// without one). Used where a client library would rewrite the request.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Option<RawResponse> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    read_response(&mut BufReader::new(s))
+}
+
+pub fn read_response(r: &mut BufReader<TcpStream>) -> Option<RawResponse> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let body = read_body_any(r, &headers);
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn read_body_any(r: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Vec<u8> {
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            if r.read_line(&mut size).unwrap_or(0) == 0 {
+                return body;
+            }
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            if r.read_exact(&mut chunk).is_err() {
+                return body;
+            }
+            if n == 0 {
+                return body;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    match get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(len) => {
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            body
+        }
+        None => Vec::new(),
+    }
+}
+
+/// `GET path` with the given extra header lines, over a fresh connection.
+pub fn get_raw(addr: SocketAddr, path: &str, extra: &str) -> RawResponse {
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n{extra}Connection: close\r\n\r\n");
+    raw(addr, req.as_bytes()).expect("gateway closed the connection without a response")
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
