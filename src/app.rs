@@ -6,7 +6,6 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::Gateway;
-use crate::runtime::SnapshotHandle;
 use crate::upstream::health;
 use async_trait::async_trait;
 use pingora::proxy::ProxyServiceBuilder;
@@ -17,16 +16,15 @@ use pingora::services::listening::Service;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Shared by every service of one gateway.
-pub struct GatewayState {
-    pub snapshots: SnapshotHandle,
-}
+pub use crate::state::GatewayState;
 
 /// How the process was asked to start.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct StartOptions {
     pub daemon: bool,
     pub upgrade: bool,
+    /// The file the config came from; enables reload.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub struct App {
@@ -34,7 +32,7 @@ pub struct App {
     pub state: Arc<GatewayState>,
 }
 
-fn server_conf(config: &Config, opts: StartOptions) -> ServerConf {
+fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
     let s = &config.server;
     let max_retries = config
         .upstreams
@@ -57,7 +55,7 @@ fn server_conf(config: &Config, opts: StartOptions) -> ServerConf {
 
 /// Builds (but does not run) the server for `config`.
 pub fn build(config: Config, opts: StartOptions) -> App {
-    let conf = server_conf(&config, opts);
+    let conf = server_conf(&config, &opts);
     let opt = Opt {
         upgrade: opts.upgrade,
         daemon: opts.daemon,
@@ -69,9 +67,11 @@ pub fn build(config: Config, opts: StartOptions) -> App {
     let (registrar, health_service) = health::channel();
     let listen = config.server.listen.clone();
     let admin = config.admin.clone();
-    let state = Arc::new(GatewayState {
-        snapshots: SnapshotHandle::new(config, registrar),
-    });
+    let state = Arc::new(GatewayState::new(
+        config,
+        registrar,
+        opts.config_path.clone(),
+    ));
 
     let mut proxy = ProxyServiceBuilder::new(
         &server.configuration,
@@ -128,5 +128,12 @@ impl App {
         self.server.run(RunArgs {
             shutdown_signal: signal,
         });
+    }
+
+    /// Runs with the process signals of the real binary (see `signals`).
+    pub fn run_with_signals(self) {
+        let phases = self.server.watch_execution_phase();
+        let signals = crate::signals::Signals::new(self.state.clone(), phases);
+        self.run(Box::new(signals));
     }
 }

@@ -37,6 +37,7 @@ pub struct Args {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let args = Args::parse();
+    crate::signals::install_early();
     if args.demo {
         return crate::demo::run();
     }
@@ -64,13 +65,12 @@ pub fn main() -> i32 {
         cfg.routes.len(),
         cfg.upstreams.len()
     );
-    let app = app::build(
-        cfg,
-        StartOptions {
-            daemon: args.daemon,
-            upgrade: args.upgrade,
-        },
-    );
-    app.run(Box::new(pingora::server::UnixShutdownSignalWatch));
+    let config_path = std::fs::canonicalize(&args.conf).unwrap_or(args.conf.clone());
+    let opts = StartOptions {
+        daemon: args.daemon,
+        upgrade: args.upgrade,
+        config_path: Some(config_path),
+    };
+    app::build(cfg, opts).run_with_signals();
     0
 }

@@ -164,7 +164,7 @@ pub fn run() -> i32 {
         app.server.add_service(svc);
     }
     println!("{}", banner());
-    app.run(Box::new(pingora::server::UnixShutdownSignalWatch));
+    app.run_with_signals();
     0
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// A route with its references resolved.
 pub struct Route {
-    pub name: String,
+    pub name: Arc<str>,
     pub upstream: Arc<Pool>,
     pub strip_prefix: Option<String>,
     pub add_prefix: Option<String>,
@@ -56,7 +56,7 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r: &RouteConfig| Route {
-                name: r.name.clone(),
+                name: Arc::from(r.name.as_str()),
                 upstream: upstreams[&r.upstream].clone(),
                 strip_prefix: r.strip_prefix.clone(),
                 add_prefix: r.add_prefix.clone(),
@@ -77,7 +77,7 @@ impl Snapshot {
         self.upstreams
             .values()
             .find(|p| !p.is_ready())
-            .map(|p| p.name.as_str())
+            .map(|p| &*p.name)
     }
 }
 

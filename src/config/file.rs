@@ -104,6 +104,7 @@ pub struct LoggingFile {
     pub level: Option<String>,
     pub access_log: Option<String>,
     pub format: Option<String>,
+    pub buffer_lines: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,12 +7,14 @@ mod error;
 mod file;
 mod model;
 mod position;
+mod redact;
 pub mod units;
 mod validate;
 
 pub use env::{substitute, EnvError};
 pub use error::{ConfigError, LoadError};
 pub use model::*;
+pub use redact::redacted_json;
 pub use validate::DEFAULT_LISTEN;
 
 use position::Positions;

@@ -73,6 +73,8 @@ pub struct LoggingConfig {
     pub level: LogLevel,
     pub access_log: AccessLogTarget,
     pub format: AccessLogFormat,
+    /// Access-log lines queued for the writer before new ones are dropped.
+    pub buffer_lines: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -214,10 +214,15 @@ fn logging(l: &LoggingFile, errs: &mut Errs) -> LoggingConfig {
             AccessLogFormat::Json
         }
     };
+    let buffer_lines = l.buffer_lines.unwrap_or(16 * 1024);
+    if buffer_lines == 0 {
+        errs.push("logging.buffer_lines", "must be at least 1");
+    }
     LoggingConfig {
         level,
         access_log,
         format,
+        buffer_lines: buffer_lines.max(1),
     }
 }
 

@@ -2,9 +2,21 @@
 
 use super::errors::GatewayError;
 use crate::runtime::{Route, Snapshot};
+use crate::upstream::TargetGuard;
+use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Keeps `gatehouse_inflight_requests` right even if a request's future is
+/// dropped before `logging` runs.
+pub struct InflightGuard(pub IntGauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 pub struct RequestCtx {
     pub start: Instant,
@@ -26,8 +38,17 @@ pub struct RequestCtx {
     pub failed: Vec<SocketAddr>,
     pub last_connect_timed_out: bool,
     pub target: Option<SocketAddr>,
+    pub target_guard: Option<TargetGuard>,
+    pub upstream_start: Option<Instant>,
+    pub upstream_end: Option<Instant>,
+    pub upstream_status: Option<u16>,
+    /// The authenticated identity (JWT `sub` or API-key id), for logs.
+    pub user: Option<String>,
+    /// The cache outcome, for logs.
+    pub cache_status: Option<&'static str>,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
     pub error: Option<GatewayError>,
+    pub inflight: Option<InflightGuard>,
 }
 
 impl Default for RequestCtx {
@@ -46,7 +67,14 @@ impl Default for RequestCtx {
             failed: Vec::new(),
             last_connect_timed_out: false,
             target: None,
+            target_guard: None,
+            upstream_start: None,
+            upstream_end: None,
+            upstream_status: None,
+            user: None,
+            cache_status: None,
             error: None,
+            inflight: None,
         }
     }
 }

@@ -21,57 +21,93 @@ pub enum GatewayError {
     UpstreamTimeout,
     BadGateway,
     Internal,
+    /// Admin write without the right `admin.token`.
+    AdminUnauthorized,
+    /// Admin `POST /reload` with a config that does not validate.
+    ReloadFailed(Vec<String>),
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
+        use GatewayError::*;
         match self {
-            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => 400,
-            GatewayError::NotFound => 404,
-            GatewayError::MethodNotAllowed(_) => 405,
-            GatewayError::NoHealthyUpstream => 503,
-            GatewayError::UpstreamTimeout => 504,
-            GatewayError::BadGateway => 502,
-            GatewayError::Internal => 500,
+            BadPath(_) | BadRequest(_) | ReloadFailed(_) => 400,
+            AdminUnauthorized => 401,
+            NotFound => 404,
+            MethodNotAllowed(_) => 405,
+            Internal => 500,
+            BadGateway => 502,
+            NoHealthyUpstream => 503,
+            UpstreamTimeout => 504,
         }
     }
 
     /// Short stable slug, also the last part of the problem `type`.
     pub fn slug(&self) -> &'static str {
+        use GatewayError::*;
         match self {
-            GatewayError::BadPath(_) => "bad-path",
-            GatewayError::BadRequest(_) => "bad-request",
-            GatewayError::NotFound => "no-route",
-            GatewayError::MethodNotAllowed(_) => "method-not-allowed",
-            GatewayError::NoHealthyUpstream => "no-healthy-upstream",
-            GatewayError::UpstreamTimeout => "upstream-timeout",
-            GatewayError::BadGateway => "bad-gateway",
-            GatewayError::Internal => "internal-error",
+            BadPath(_) => "bad-path",
+            BadRequest(_) => "bad-request",
+            NotFound => "no-route",
+            MethodNotAllowed(_) => "method-not-allowed",
+            NoHealthyUpstream => "no-healthy-upstream",
+            UpstreamTimeout => "upstream-timeout",
+            BadGateway => "bad-gateway",
+            Internal => "internal-error",
+            AdminUnauthorized => "admin-unauthorized",
+            ReloadFailed(_) => "config-invalid",
         }
     }
 
     pub fn title(&self) -> &'static str {
-        match self {
-            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => "Bad Request",
-            GatewayError::NotFound => "Not Found",
-            GatewayError::MethodNotAllowed(_) => "Method Not Allowed",
-            GatewayError::NoHealthyUpstream => "Service Unavailable",
-            GatewayError::UpstreamTimeout => "Gateway Timeout",
-            GatewayError::BadGateway => "Bad Gateway",
-            GatewayError::Internal => "Internal Server Error",
+        match self.status() {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            _ => "Internal Server Error",
         }
     }
 
     pub fn detail(&self) -> String {
+        use GatewayError::*;
         match self {
-            GatewayError::BadPath(e) => format!("{e}."),
-            GatewayError::BadRequest(m) => (*m).to_string(),
-            GatewayError::NotFound => "No route matches this request.".into(),
-            GatewayError::MethodNotAllowed(_) => "The route does not allow this method.".into(),
-            GatewayError::NoHealthyUpstream => "No healthy upstream target is available.".into(),
-            GatewayError::UpstreamTimeout => "The upstream did not respond in time.".into(),
-            GatewayError::BadGateway => "The upstream connection failed.".into(),
-            GatewayError::Internal => "The gateway failed to handle the request.".into(),
+            BadPath(e) => format!("{e}."),
+            BadRequest(m) => (*m).to_string(),
+            NotFound => "No route matches this request.".into(),
+            MethodNotAllowed(_) => "The route does not allow this method.".into(),
+            NoHealthyUpstream => "No healthy upstream target is available.".into(),
+            UpstreamTimeout => "The upstream did not respond in time.".into(),
+            BadGateway => "The upstream connection failed.".into(),
+            Internal => "The gateway failed to handle the request.".into(),
+            AdminUnauthorized => "Admin writes need `Authorization: Bearer <admin.token>`.".into(),
+            ReloadFailed(_) => {
+                "The config file has errors; the running config stays in force.".into()
+            }
+        }
+    }
+
+    /// Headers this problem adds to the response.
+    pub fn headers(&self) -> Vec<(http::HeaderName, String)> {
+        match self {
+            GatewayError::MethodNotAllowed(methods) => {
+                let allow = methods
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                vec![(http::header::ALLOW, allow)]
+            }
+            GatewayError::AdminUnauthorized => {
+                vec![(
+                    http::header::WWW_AUTHENTICATE,
+                    "Bearer realm=\"gatehouse-admin\"".into(),
+                )]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -105,13 +141,16 @@ impl GatewayError {
 
     /// The JSON body of this problem.
     pub fn body(&self, request_id: &str) -> Bytes {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "type": format!("urn:gatehouse:problem:{}", self.slug()),
             "title": self.title(),
             "status": self.status(),
             "detail": self.detail(),
             "request_id": request_id,
         });
+        if let GatewayError::ReloadFailed(errors) = self {
+            v["errors"] = serde_json::json!(errors);
+        }
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     }
 
@@ -128,15 +167,24 @@ impl GatewayError {
         if !request_id.is_empty() {
             resp.insert_header("x-request-id", request_id)?;
         }
-        if let GatewayError::MethodNotAllowed(methods) = self {
-            let allow = methods
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            resp.insert_header(http::header::ALLOW, allow)?;
+        for (name, value) in self.headers() {
+            resp.append_header(name, value)?;
         }
         Ok(resp)
+    }
+
+    /// The problem as an `http::Response` (for the admin listener).
+    pub fn http_response(&self, request_id: &str) -> http::Response<Vec<u8>> {
+        let body = self.body(request_id).to_vec();
+        let mut b = http::Response::builder()
+            .status(self.status())
+            .header(http::header::CONTENT_TYPE, "application/problem+json")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::CACHE_CONTROL, "no-store");
+        for (name, value) in self.headers() {
+            b = b.header(name, value);
+        }
+        b.body(body).expect("valid problem response")
     }
 }
 

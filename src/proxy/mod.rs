@@ -11,13 +11,15 @@
 pub mod ctx;
 pub mod errors;
 pub mod forward;
+mod observe;
 
 use crate::app::GatewayState;
 use crate::config::HashKey;
 use crate::router::normalize::normalize_path;
 use crate::router::{normalize_host, RouteOutcome, RouteRequest};
 use async_trait::async_trait;
-use ctx::RequestCtx;
+use bytes::Bytes;
+use ctx::{InflightGuard, RequestCtx};
 use errors::{respond, GatewayError};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -25,6 +27,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub struct Gateway {
     pub state: Arc<GatewayState>,
@@ -146,6 +149,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let snap = self.state.snapshots.load();
+        self.state.metrics.inflight.inc();
+        ctx.inflight = Some(InflightGuard(self.state.metrics.inflight.clone()));
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
             Some(v) if forward::sane_request_id(v.as_bytes()) => {
@@ -212,6 +217,9 @@ impl ProxyHttp for Gateway {
             Some(addr) => {
                 ctx.attempts += 1;
                 ctx.target = Some(addr);
+                ctx.upstream_start.get_or_insert_with(Instant::now);
+                ctx.target_guard = None;
+                ctx.target_guard = pool.track(addr);
                 Ok(Box::new(pool.peer(addr, timeout)))
             }
             None => {
@@ -308,6 +316,35 @@ impl ProxyHttp for Gateway {
             up.insert_header(http::header::HOST, host)?;
         }
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
+        ctx.upstream_end = Some(Instant::now());
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            ctx.upstream_end = Some(Instant::now());
+        }
+        Ok(None)
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        observe::record(&self.state, session, ctx);
+        ctx.target_guard = None;
     }
 
     async fn response_filter(

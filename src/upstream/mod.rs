@@ -20,7 +20,8 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -49,13 +50,28 @@ pub struct TargetStatus {
     pub addr: SocketAddr,
     pub weight: usize,
     pub healthy: bool,
+    pub inflight: usize,
+}
+
+/// Counts one request in flight to a target until dropped.
+pub struct TargetGuard {
+    pool: Arc<Pool>,
+    idx: usize,
+}
+
+impl Drop for TargetGuard {
+    fn drop(&mut self) {
+        self.pool.inflight[self.idx].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub struct Pool {
-    pub name: String,
+    pub name: Arc<str>,
     pub config: UpstreamConfig,
     balancer: Balancer,
     backends: Vec<Backend>,
+    /// Requests in flight per target (same order as `backends`).
+    inflight: Vec<AtomicUsize>,
     /// Set after the first health-check pass (or at once without checks),
     /// so `/ready` does not report targets as healthy before anyone looked.
     checked: AtomicBool,
@@ -154,7 +170,8 @@ impl Pool {
             Balance::ConsistentHash => Balancer::Consistent(build_lb(set, hc)),
         };
         Pool {
-            name: name.to_string(),
+            name: Arc::from(name),
+            inflight: backends.iter().map(|_| AtomicUsize::new(0)).collect(),
             checked: AtomicBool::new(config.health_check.is_none()),
             config: config.clone(),
             balancer,
@@ -190,11 +207,13 @@ impl Pool {
         let backends = each_lb!(&self.balancer, lb => lb.backends());
         self.backends
             .iter()
-            .filter_map(|b| {
+            .zip(&self.inflight)
+            .filter_map(|(b, n)| {
                 Some(TargetStatus {
                     addr: *b.addr.as_inet()?,
                     weight: b.weight,
                     healthy: backends.ready(b),
+                    inflight: n.load(Ordering::Relaxed),
                 })
             })
             .collect()
@@ -203,6 +222,19 @@ impl Pool {
     /// True once health was checked at least once and a target is healthy.
     pub fn is_ready(&self) -> bool {
         self.checked.load(Ordering::Acquire) && self.targets().iter().any(|t| t.healthy)
+    }
+
+    /// Marks a request in flight to `addr` until the guard is dropped.
+    pub fn track(self: &Arc<Self>, addr: SocketAddr) -> Option<TargetGuard> {
+        let idx = self
+            .backends
+            .iter()
+            .position(|b| b.addr.as_inet() == Some(&addr))?;
+        self.inflight[idx].fetch_add(1, Ordering::Relaxed);
+        Some(TargetGuard {
+            pool: self.clone(),
+            idx,
+        })
     }
 
     pub fn has_health_check(&self) -> bool {

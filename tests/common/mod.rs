@@ -491,3 +491,163 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the Prometheus text format (enough of it for our own output).
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line");
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Vec::new()),
+            Some((n, rest)) => {
+                let body = rest.strip_suffix('}').expect("closing brace");
+                let mut labels = Vec::new();
+                let mut s = body;
+                while !s.is_empty() {
+                    let (k, rest) = s.split_once("=\"").expect("label");
+                    let end = rest.find("\"").expect("label end");
+                    labels.push((
+                        k.trim_start_matches(',').to_string(),
+                        rest[..end].to_string(),
+                    ));
+                    s = rest[end + 1..].trim_start_matches(',');
+                }
+                (n.to_string(), labels)
+            }
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value: value.parse().unwrap_or(f64::NAN),
+        });
+    }
+    out
+}
+
+/// Scrapes the gateway's `/metrics`.
+pub fn scrape(gw: &Gateway) -> Vec<Sample> {
+    let text = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    parse_metrics(&text)
+}
+
+/// The value of the sample `name` whose labels include all of `labels` (0 if absent).
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The real `gatehouse` binary, started on a config file.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `yaml` (with `{listen}`/`{admin}` filled in) and starts the binary
+/// with `-c`. `setup` can adjust the command (stdio, env, extra args).
+pub fn spawn_binary(yaml: &str, setup: impl FnOnce(&mut std::process::Command)) -> Binary {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin_port = free_port();
+    let text = yaml
+        .replace("{listen}", &format!("127.0.0.1:{port}"))
+        .replace("{admin}", &format!("127.0.0.1:{admin_port}"))
+        .replace("{dir}", dir.path().to_str().unwrap());
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.arg("-c").arg(&config);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    setup(&mut cmd);
+    let child = cmd.spawn().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr);
+    Binary {
+        child,
+        addr,
+        admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
+        config,
+        _dir: dir,
+    }
+}
+
+impl Binary {
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+    pub fn signal(&self, sig: i32) {
+        send_signal(self.child.id(), sig);
+    }
+    /// Waits for the process to exit (bounded); `None` if it did not.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
+pub const SIGQUIT: i32 = 3;
+pub const SIGUSR1: i32 = 10;
+pub const SIGTERM: i32 = 15;
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+pub fn send_signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    unsafe {
+        kill(pid as i32, sig);
+    }
+}

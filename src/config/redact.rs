@@ -1,0 +1,83 @@
+//! The running config as JSON for `GET /config`, with every secret
+//! replaced by `"<redacted>"`.
+
+use super::model::*;
+use super::units::format_duration;
+use serde_json::{json, Value};
+
+const REDACTED: &str = "<redacted>";
+
+fn secret(v: &Option<String>) -> Value {
+    match v {
+        Some(_) => Value::from(REDACTED),
+        None => Value::Null,
+    }
+}
+
+fn upstream(u: &UpstreamConfig) -> Value {
+    json!({
+        "targets": u.targets.iter().map(|t| json!({"addr": t.addr.to_string(), "weight": t.weight})).collect::<Vec<_>>(),
+        "balance": match u.balance { Balance::RoundRobin => "round_robin", Balance::Random => "random", Balance::ConsistentHash => "consistent_hash" },
+        "hash_key": match &u.hash_key { HashKey::ClientIp => "client_ip".to_string(), HashKey::Path => "path".to_string(), HashKey::Header(h) => format!("header:{h}") },
+        "health_check": u.health_check.as_ref().map(|h| json!({
+            "kind": match h.kind { HealthKind::Http => "http", HealthKind::Tcp => "tcp" },
+            "path": h.path,
+            "expect_status": h.expect_status,
+            "interval": format_duration(h.interval),
+            "timeout": format_duration(h.timeout),
+            "unhealthy_after": h.unhealthy_after,
+            "healthy_after": h.healthy_after,
+        })),
+        "connect_timeout": format_duration(u.connect_timeout),
+        "read_timeout": format_duration(u.read_timeout),
+        "retries": u.retries,
+        "tls": u.tls,
+        "sni": u.sni,
+        "host": u.host,
+    })
+}
+
+fn route(r: &RouteConfig) -> Value {
+    let m = &r.matcher;
+    json!({
+        "name": r.name,
+        "match": {
+            "path": m.path,
+            "path_prefix": m.path_prefix,
+            "path_regex": m.path_regex.as_ref().map(|re| re.as_str()),
+            "methods": m.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            "host": m.host.as_ref().map(|h| match h { HostMatch::Exact(h) => h.clone(), HostMatch::Wildcard(h) => format!("*.{h}") }),
+            "headers": m.headers.iter().map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or("")))).collect::<serde_json::Map<_, _>>(),
+        },
+        "upstream": r.upstream,
+        "strip_prefix": r.strip_prefix,
+        "add_prefix": r.add_prefix,
+        "timeout": r.timeout.map(format_duration),
+    })
+}
+
+/// The config with secrets redacted.
+pub fn redacted_json(c: &Config) -> Value {
+    let s = &c.server;
+    json!({
+        "server": {
+            "listen": s.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "threads": s.threads,
+            "work_stealing": s.work_stealing,
+            "pid_file": s.pid_file,
+            "upgrade_sock": s.upgrade_sock,
+            "grace_period": format_duration(s.grace_period),
+            "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "idle_timeout": format_duration(s.idle_timeout),
+        },
+        "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen.to_string(), "token": secret(&a.token)})),
+        "logging": {
+            "level": format!("{:?}", c.logging.level).to_lowercase(),
+            "access_log": match &c.logging.access_log { AccessLogTarget::Stdout => "stdout".to_string(), AccessLogTarget::Off => "off".to_string(), AccessLogTarget::File(p) => p.clone() },
+            "format": match c.logging.format { AccessLogFormat::Json => "json", AccessLogFormat::Combined => "combined" },
+            "buffer_lines": c.logging.buffer_lines,
+        },
+        "upstreams": c.upstreams.iter().map(|(k, u)| (k.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
+        "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
+    })
+}

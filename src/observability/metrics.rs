@@ -1,0 +1,217 @@
+//! Prometheus metrics of one gateway, in its own registry (no global state).
+//!
+//! Label values are bounded by the config: route and upstream names,
+//! configured targets, numeric status codes, the standard methods (anything
+//! else is `OTHER`) and `route="unmatched"` for requests no route took.
+
+use crate::runtime::Snapshot;
+use http::Method;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// 100 µs to 30 s.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub auth_failures: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub cache_lookups: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub redis_errors: IntCounter,
+    pub inflight: IntGauge,
+    pub access_log_dropped: IntCounter,
+    statuses: Vec<String>,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let single = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_upstream_healthy",
+                "1 if the target is in rotation, else 0",
+            ),
+            &["upstream", "target"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(upstream_healthy.clone()))
+            .expect("unique metric");
+        let build = IntGaugeVec::new(
+            Opts::new("gatehouse_build_info", "Build information"),
+            &["version"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(build.clone())).expect("unique metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = r.register(Box::new(pc));
+        }
+        let m = Metrics {
+            requests: counter(
+                &r,
+                "gatehouse_requests_total",
+                "Requests answered",
+                &["route", "method", "status"],
+            ),
+            request_duration: histogram(
+                &r,
+                "gatehouse_request_duration_seconds",
+                "Time from request head to the end of the response",
+                &["route"],
+            ),
+            upstream_duration: histogram(
+                &r,
+                "gatehouse_upstream_duration_seconds",
+                "Time from choosing a target to the end of the upstream response",
+                &["upstream"],
+            ),
+            upstream_requests: counter(
+                &r,
+                "gatehouse_upstream_requests_total",
+                "Requests sent upstream, by final target and status",
+                &["upstream", "target", "status"],
+            ),
+            upstream_healthy,
+            auth_failures: counter(
+                &r,
+                "gatehouse_auth_failures_total",
+                "Rejected credentials",
+                &["route", "reason"],
+            ),
+            rate_limited: counter(
+                &r,
+                "gatehouse_rate_limited_total",
+                "Requests over a rate limit",
+                &["route", "limit"],
+            ),
+            cache_lookups: counter(
+                &r,
+                "gatehouse_cache_lookups_total",
+                "Cache lookups by result",
+                &["route", "result"],
+            ),
+            config_reloads: counter(
+                &r,
+                "gatehouse_config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            redis_errors: single(
+                "gatehouse_redis_errors_total",
+                "Failed or timed-out Redis calls",
+            ),
+            inflight: gauge("gatehouse_inflight_requests", "Requests in progress"),
+            access_log_dropped: single(
+                "gatehouse_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind",
+            ),
+            statuses: (0..600).map(|s: u16| s.to_string()).collect(),
+            registry: r,
+        };
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// The label for a status code.
+    pub fn status(&self, code: u16) -> &str {
+        self.statuses.get(code as usize).map_or("0", String::as_str)
+    }
+
+    /// Prometheus text exposition, with upstream health read from `snap`.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        self.upstream_healthy.reset();
+        for pool in snap.upstreams.values() {
+            for t in pool.targets() {
+                self.upstream_healthy
+                    .with_label_values(&[&*pool.name, &t.addr.to_string()])
+                    .set(t.healthy as i64);
+            }
+        }
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The method label: standard methods by name, anything else `OTHER`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+    }
+
+    #[test]
+    fn two_registries_do_not_collide() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.inflight.inc();
+        assert_eq!(b.inflight.get(), 0);
+        assert_eq!(a.status(404), "404");
+    }
+}

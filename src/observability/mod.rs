@@ -1,0 +1,7 @@
+//! Metrics (Prometheus) and the access log. Both are fed from the proxy's
+//! `logging` phase, which Pingora runs last for every request, including
+//! early answers and failures.
+
+pub mod access_log;
+pub mod metrics;
+pub mod time;

@@ -1,0 +1,113 @@
+//! State shared by every service of one gateway, and config reload.
+
+use crate::config::{self, Config};
+use crate::observability::access_log::AccessLog;
+use crate::observability::metrics::Metrics;
+use crate::runtime::SnapshotHandle;
+use crate::upstream::health::HealthRegistrar;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+pub struct GatewayState {
+    pub snapshots: SnapshotHandle,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    /// The file `reload` re-reads; `None` when started from text (demo).
+    pub config_path: Option<PathBuf>,
+    reload_lock: Mutex<()>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadReport {
+    pub generation: u64,
+    /// Changed keys that only take effect with a restart or `-u` upgrade.
+    pub needs_upgrade: Vec<String>,
+}
+
+/// Keys that are bound to sockets or threads at start-up.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.server, &new.server);
+    let mut v = Vec::new();
+    let mut check = |key: &str, changed: bool| {
+        if changed {
+            v.push(key.to_string());
+        }
+    };
+    check("server.listen", o.listen != n.listen);
+    check("server.threads", o.threads != n.threads);
+    check("server.work_stealing", o.work_stealing != n.work_stealing);
+    check("server.pid_file", o.pid_file != n.pid_file);
+    check("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
+    check("server.grace_period", o.grace_period != n.grace_period);
+    check(
+        "admin.listen",
+        old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
+    );
+    v
+}
+
+impl GatewayState {
+    pub fn new(
+        config: Config,
+        registrar: HealthRegistrar,
+        config_path: Option<PathBuf>,
+    ) -> GatewayState {
+        let metrics = Metrics::new();
+        let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
+        GatewayState {
+            snapshots: SnapshotHandle::new(config, registrar),
+            metrics,
+            access_log,
+            config_path,
+            reload_lock: Mutex::new(()),
+        }
+    }
+
+    /// Re-reads the config file and swaps the snapshot; on any error the
+    /// running config stays. Errors and the result are logged and counted.
+    pub fn reload(&self) -> Result<ReloadReport, Vec<String>> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match &self.config_path {
+            None => Err(vec![
+                "gatehouse was not started from a config file; nothing to reload".to_string(),
+            ]),
+            Some(path) => config::load_file(path)
+                .map_err(|e| e.errors())
+                .map(|cfg| self.apply(cfg)),
+        };
+        match &result {
+            Ok(report) => {
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                log::info!("config reloaded (generation {})", report.generation);
+                for key in &report.needs_upgrade {
+                    log::warn!("config reload: `{key}` changed but only takes effect after a restart or `-u` upgrade");
+                }
+            }
+            Err(errors) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                log::error!("config reload failed; the running config stays in force:");
+                for e in errors {
+                    log::error!("  {e}");
+                }
+            }
+        }
+        result
+    }
+
+    /// Makes `cfg` the running config (already validated).
+    pub fn apply(&self, cfg: Config) -> ReloadReport {
+        let old = self.snapshots.load();
+        let needs_upgrade = restart_only_changes(&old.config, &cfg);
+        self.access_log.reconfigure(&cfg.logging);
+        crate::logging::set_level(cfg.logging.level);
+        let snap = self.snapshots.replace(cfg);
+        ReloadReport {
+            generation: snap.generation,
+            needs_upgrade,
+        }
+    }
+}
