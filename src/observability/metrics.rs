@@ -11,6 +11,23 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Every metric family gatehouse registers (besides `process_*`).
+pub const FAMILIES: &[&str] = &[
+    "gatehouse_requests_total",
+    "gatehouse_request_duration_seconds",
+    "gatehouse_upstream_duration_seconds",
+    "gatehouse_upstream_requests_total",
+    "gatehouse_upstream_healthy",
+    "gatehouse_auth_failures_total",
+    "gatehouse_rate_limited_total",
+    "gatehouse_cache_lookups_total",
+    "gatehouse_config_reloads_total",
+    "gatehouse_redis_errors_total",
+    "gatehouse_inflight_requests",
+    "gatehouse_access_log_dropped_total",
+    "gatehouse_build_info",
+];
+
 /// 100 µs to 30 s.
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -204,6 +221,31 @@ mod tests {
     fn methods_outside_the_standard_set_are_other() {
         assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+    }
+
+    #[test]
+    fn families_list_matches_the_registry() {
+        let m = Metrics::new();
+        // Families without any label set are not gathered; touch them.
+        m.auth_failures.with_label_values(&["r", "x"]);
+        m.rate_limited.with_label_values(&["r", "x"]);
+        m.cache_lookups.with_label_values(&["r", "x"]);
+        m.requests.with_label_values(&["r", "GET", "200"]);
+        m.request_duration.with_label_values(&["r"]);
+        m.upstream_duration.with_label_values(&["u"]);
+        m.upstream_requests.with_label_values(&["u", "t", "200"]);
+        m.upstream_healthy.with_label_values(&["u", "t"]);
+        let mut registered: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .filter(|n| n.starts_with("gatehouse_"))
+            .collect();
+        registered.sort();
+        let mut listed: Vec<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(registered, listed);
     }
 
     #[test]
