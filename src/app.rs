@@ -6,7 +6,6 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::Gateway;
-use crate::upstream::health;
 use async_trait::async_trait;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -54,8 +53,19 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
 }
 
 /// Builds (but does not run) the server for `config`.
-pub fn build(config: Config, opts: StartOptions) -> App {
+/// Builds (but does not run) the server for `config`. Fails only if the
+/// config cannot be compiled (keys that no longer parse, say).
+pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     let conf = server_conf(&config, &opts);
+    let listen = config.server.listen.clone();
+    let admin = config.admin.clone();
+    let (spawner, task_service) = crate::tasks::channel();
+    let state = Arc::new(GatewayState::new(
+        config,
+        spawner,
+        opts.config_path.clone(),
+    )?);
+
     let opt = Opt {
         upgrade: opts.upgrade,
         daemon: opts.daemon,
@@ -64,28 +74,17 @@ pub fn build(config: Config, opts: StartOptions) -> App {
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let (registrar, health_service) = health::channel();
-    let listen = config.server.listen.clone();
-    let admin = config.admin.clone();
-    let state = Arc::new(GatewayState::new(
-        config,
-        registrar,
-        opts.config_path.clone(),
-    ));
-
-    let mut proxy = ProxyServiceBuilder::new(
-        &server.configuration,
-        Gateway {
-            state: state.clone(),
-        },
-    )
-    .name("gatehouse proxy")
-    .build();
+    let gateway = Gateway {
+        state: state.clone(),
+    };
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("gatehouse proxy")
+        .build();
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
-    server.add_service(background_service("health checks", health_service));
+    server.add_service(background_service("tasks", task_service));
     if let Some(admin) = admin {
         let mut svc = Service::new(
             "gatehouse admin".to_string(),
@@ -97,7 +96,7 @@ pub fn build(config: Config, opts: StartOptions) -> App {
         svc.threads = Some(1);
         server.add_service(svc);
     }
-    App { server, state }
+    Ok(App { server, state })
 }
 
 /// A shutdown trigger for running a gateway inside another program (tests).

@@ -71,6 +71,14 @@ pub fn main() -> i32 {
         upgrade: args.upgrade,
         config_path: Some(config_path),
     };
-    app::build(cfg, opts).run_with_signals();
-    0
+    match app::build(cfg, opts) {
+        Ok(app) => {
+            app.run_with_signals();
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }

@@ -29,6 +29,14 @@ upstreams:
     health_check: { path: /health, interval: 2s }
   orders:
     targets: ["127.0.0.1:{ORDERS}"]
+auth:
+  demo:
+    type: jwt
+    algorithms: [HS256]
+    secret: "{SECRET}"
+    issuer: https://demo.gatehouse.local
+    audience: [shop-api]
+    forward_claims: { sub: X-User-Id, scope: X-User-Scopes }
 routes:
   - name: users
     match: { path_prefix: /api/users }
@@ -42,7 +50,31 @@ routes:
     match: { path_prefix: /api/orders }
     upstream: orders
     strip_prefix: /api
+    auth: { provider: demo, scopes: ["orders:read"] }
 "#;
+
+/// The demo's HS256 secret. It is printed and public: demo use only.
+pub const DEMO_SECRET: &str = "gatehouse-demo-secret-not-for-production-use!";
+
+/// A demo token for `sub` with `scope`, valid for a day.
+pub fn demo_token(sub: &str, scope: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": sub,
+        "scope": scope,
+        "iss": "https://demo.gatehouse.local",
+        "aud": "shop-api",
+        "iat": now,
+        "exp": now + 86_400,
+    });
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::EncodingKey::from_secret(DEMO_SECRET.as_bytes())
+        .and_then(|key| jsonwebtoken::encode(&header, &claims, &key))
+        .unwrap_or_default()
+}
 
 /// One demo service instance; answers JSON describing what it received.
 pub struct DemoService {
@@ -131,7 +163,7 @@ pub fn run() -> i32 {
         ("{PRODUCTS}", "products", "products-1"),
         ("{ORDERS}", "orders", "orders-1"),
     ];
-    let mut text = DEMO_CONFIG.to_string();
+    let mut text = DEMO_CONFIG.replace("{SECRET}", DEMO_SECRET);
     let mut ports = Vec::new();
     for (placeholder, _, _) in &services {
         match free_port() {
@@ -153,7 +185,13 @@ pub fn run() -> i32 {
         }
     };
     crate::logging::init(cfg.logging.level);
-    let mut app = app::build(cfg, StartOptions::default());
+    let mut app = match app::build(cfg, StartOptions::default()) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return 1;
+        }
+    };
     for ((_, service, instance), port) in services.iter().zip(&ports) {
         let mut svc = Service::new(
             format!("demo {instance}"),
@@ -169,21 +207,60 @@ pub fn run() -> i32 {
 }
 
 /// The requests the banner suggests: (method, path, what it shows).
-pub const TRY: &[(&str, &str, &str)] = &[
+/// Which token a suggested command sends.
+#[derive(Clone, Copy)]
+pub enum DemoToken {
+    None,
+    Full,
+    NoScope,
+}
+
+/// The requests the banner suggests: (method, path, token, what it shows).
+pub const TRY: &[(&str, &str, DemoToken, &str)] = &[
     (
         "GET",
         "/api/users",
+        DemoToken::None,
         "routed to users, round robin across 2 instances",
     ),
     (
         "GET",
         "/api/users/1?fields=name",
+        DemoToken::None,
         "prefix /api stripped, query kept",
     ),
-    ("GET", "/api/products", "products (GET/HEAD only)"),
-    ("POST", "/api/products", "405 problem+json"),
-    ("GET", "/api/nothing", "404 problem+json"),
-    ("GET", "/api/orders/../users", "normalised to /api/users"),
+    (
+        "GET",
+        "/api/products",
+        DemoToken::None,
+        "products (GET/HEAD only)",
+    ),
+    ("POST", "/api/products", DemoToken::None, "405 problem+json"),
+    ("GET", "/api/nothing", DemoToken::None, "404 problem+json"),
+    (
+        "GET",
+        "/api/users/../products",
+        DemoToken::None,
+        "normalised to /api/products",
+    ),
+    (
+        "GET",
+        "/api/orders",
+        DemoToken::None,
+        "401: orders needs a JWT",
+    ),
+    (
+        "GET",
+        "/api/orders",
+        DemoToken::NoScope,
+        "403: valid token without orders:read",
+    ),
+    (
+        "GET",
+        "/api/orders",
+        DemoToken::Full,
+        "200: X-User-Id forwarded from the token",
+    ),
 ];
 
 fn banner() -> String {
@@ -193,13 +270,24 @@ fn banner() -> String {
         String::new(),
         "Try:".to_string(),
     ];
-    for (method, path, what) in TRY {
+    let full = demo_token("demo-user", "orders:read orders:write");
+    let limited = demo_token("demo-user", "profile");
+    lines.insert(
+        2,
+        format!("demo JWT (HS256, sub=demo-user, scope=\"orders:read orders:write\"):\n  {full}"),
+    );
+    for (method, path, token, what) in TRY {
         let m = if *method == "GET" {
             String::new()
         } else {
             format!("-X {method} ")
         };
-        let cmd = format!("curl -i --path-as-is {m}http://127.0.0.1:8080{path}");
+        let h = match token {
+            DemoToken::None => String::new(),
+            DemoToken::Full => format!("-H 'Authorization: Bearer {full}' "),
+            DemoToken::NoScope => format!("-H 'Authorization: Bearer {limited}' "),
+        };
+        let cmd = format!("curl -i --path-as-is {h}{m}http://127.0.0.1:8080{path}");
         lines.push(format!("  {cmd:<64} # {what}"));
     }
     lines.push(format!(

@@ -1,13 +1,18 @@
 //! The runtime snapshot: everything compiled from one config (router, pools,
-//! per-route settings). It lives behind an `ArcSwap`; each request loads it
-//! once and keeps that `Arc` to the end, so a reload never changes the rules
-//! under a request in flight.
+//! auth providers, per-route policies). It lives behind an `ArcSwap`; each
+//! request loads it once and keeps that `Arc` to the end, so a reload never
+//! changes the rules under a request in flight.
+//!
+//! Stateful parts are carried over when their config is unchanged: upstream
+//! pools (health state and checks) and JWKS-URL providers (fetched keys).
 
-use crate::config::{Config, RouteConfig};
+use crate::config::Config;
+use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
 use crate::router::Router;
-use crate::upstream::health::HealthRegistrar;
+use crate::tasks::Spawner;
 use crate::upstream::Pool;
 use arc_swap::ArcSwap;
+use http::HeaderName;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +25,7 @@ pub struct Route {
     pub strip_prefix: Option<String>,
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
+    pub auth: Option<RouteAuth>,
 }
 
 pub struct Snapshot {
@@ -28,17 +34,19 @@ pub struct Snapshot {
     pub router: Router,
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<Pool>>,
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    /// Header names set from identity: removed from every client request.
+    pub identity_headers: Vec<HeaderName>,
 }
 
 impl Snapshot {
-    /// Compiles `config`. Pools whose config is unchanged from `previous`
-    /// are shared, keeping their health state.
+    /// Compiles `config`, reusing unchanged stateful parts of `previous`.
     fn build(
         config: Config,
         generation: u64,
         previous: Option<&Snapshot>,
-        registrar: &HealthRegistrar,
-    ) -> Snapshot {
+        spawner: &Spawner,
+    ) -> Result<Snapshot, String> {
         let mut upstreams = BTreeMap::new();
         for (name, ucfg) in &config.upstreams {
             let reused = previous
@@ -47,32 +55,57 @@ impl Snapshot {
                 .cloned();
             let pool = reused.unwrap_or_else(|| {
                 let pool = Arc::new(Pool::new(name, ucfg));
-                registrar.register(&pool);
+                crate::upstream::health::start(spawner, &pool);
                 pool
             });
             upstreams.insert(name.clone(), pool);
         }
+        let mut providers = BTreeMap::new();
+        for (name, acfg) in &config.auth {
+            let reused = previous
+                .and_then(|p| p.providers.get(name))
+                .filter(|p| p.reusable_for(acfg))
+                .cloned();
+            let provider = match reused {
+                Some(p) => p,
+                None => {
+                    let p = Arc::new(
+                        Provider::new(name, acfg).map_err(|e| format!("auth.{name}: {e}"))?,
+                    );
+                    if let auth::ProviderKind::Jwt(j) = &p.kind {
+                        if let Some(src) = j.remote() {
+                            spawner.spawn(JwksSource::run(Arc::downgrade(src)));
+                        }
+                    }
+                    p
+                }
+            };
+            providers.insert(name.clone(), provider);
+        }
         let routes = config
             .routes
             .iter()
-            .map(|r: &RouteConfig| Route {
+            .map(|r| Route {
                 name: Arc::from(r.name.as_str()),
                 upstream: upstreams[&r.upstream].clone(),
                 strip_prefix: r.strip_prefix.clone(),
                 add_prefix: r.add_prefix.clone(),
                 timeout: r.timeout,
+                auth: r.auth.as_ref().map(|a| RouteAuth::new(a, &providers)),
             })
             .collect();
-        Snapshot {
+        Ok(Snapshot {
             generation,
             router: Router::new(&config.routes),
+            identity_headers: auth::identity_headers(&providers),
             config: Arc::new(config),
             routes,
             upstreams,
-        }
+            providers,
+        })
     }
 
-    /// True when every upstream has a healthy target; else the first that has none.
+    /// The first upstream without a healthy target, if any.
     pub fn unready_upstream(&self) -> Option<&str> {
         self.upstreams
             .values()
@@ -84,18 +117,18 @@ impl Snapshot {
 /// The swappable current snapshot.
 pub struct SnapshotHandle {
     current: ArcSwap<Snapshot>,
-    registrar: HealthRegistrar,
+    spawner: Spawner,
     generation: AtomicU64,
 }
 
 impl SnapshotHandle {
-    pub fn new(config: Config, registrar: HealthRegistrar) -> SnapshotHandle {
-        let snap = Snapshot::build(config, 1, None, &registrar);
-        SnapshotHandle {
+    pub fn new(config: Config, spawner: Spawner) -> Result<SnapshotHandle, String> {
+        let snap = Snapshot::build(config, 1, None, &spawner)?;
+        Ok(SnapshotHandle {
             current: ArcSwap::from_pointee(snap),
-            registrar,
+            spawner,
             generation: AtomicU64::new(1),
-        }
+        })
     }
 
     /// The snapshot for one request (one atomic reference-count increment).
@@ -103,17 +136,19 @@ impl SnapshotHandle {
         self.current.load_full()
     }
 
-    /// Builds a snapshot from `config` and makes it current.
-    pub fn replace(&self, config: Config) -> Arc<Snapshot> {
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Builds a snapshot from `config` and makes it current; on error the
+    /// current one stays.
+    pub fn replace(&self, config: Config) -> Result<Arc<Snapshot>, String> {
         let old = self.current.load_full();
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
         let snap = Arc::new(Snapshot::build(
             config,
             generation,
             Some(&old),
-            &self.registrar,
-        ));
+            &self.spawner,
+        )?);
+        self.generation.store(generation, Ordering::Relaxed);
         self.current.store(snap.clone());
-        snap
+        Ok(snap)
     }
 }

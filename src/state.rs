@@ -4,7 +4,7 @@ use crate::config::{self, Config};
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::runtime::SnapshotHandle;
-use crate::upstream::health::HealthRegistrar;
+use crate::tasks::Spawner;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -50,17 +50,34 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
 impl GatewayState {
     pub fn new(
         config: Config,
-        registrar: HealthRegistrar,
+        spawner: Spawner,
         config_path: Option<PathBuf>,
-    ) -> GatewayState {
+    ) -> Result<GatewayState, String> {
         let metrics = Metrics::new();
         let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
-        GatewayState {
-            snapshots: SnapshotHandle::new(config, registrar),
+        let state = GatewayState {
+            snapshots: SnapshotHandle::new(config, spawner)?,
             metrics,
             access_log,
             config_path,
             reload_lock: Mutex::new(()),
+        };
+        state.init_metric_labels();
+        Ok(state)
+    }
+
+    /// Creates the per-route label sets of policy metrics at 0, so that
+    /// dashboards see them before the first failure.
+    fn init_metric_labels(&self) {
+        let snap = self.snapshots.load();
+        for r in &snap.routes {
+            if r.auth.is_some() {
+                for reason in crate::policy::auth::REASONS {
+                    self.metrics
+                        .auth_failures
+                        .with_label_values(&[&*r.name, reason]);
+                }
+            }
         }
     }
 
@@ -74,7 +91,7 @@ impl GatewayState {
             ]),
             Some(path) => config::load_file(path)
                 .map_err(|e| e.errors())
-                .map(|cfg| self.apply(cfg)),
+                .and_then(|cfg| self.apply(cfg).map_err(|e| vec![e])),
         };
         match &result {
             Ok(report) => {
@@ -98,16 +115,18 @@ impl GatewayState {
         result
     }
 
-    /// Makes `cfg` the running config (already validated).
-    pub fn apply(&self, cfg: Config) -> ReloadReport {
+    /// Makes `cfg` (already validated) the running config.
+    pub fn apply(&self, cfg: Config) -> Result<ReloadReport, String> {
         let old = self.snapshots.load();
         let needs_upgrade = restart_only_changes(&old.config, &cfg);
-        self.access_log.reconfigure(&cfg.logging);
-        crate::logging::set_level(cfg.logging.level);
-        let snap = self.snapshots.replace(cfg);
-        ReloadReport {
+        let logging = cfg.logging.clone();
+        let snap = self.snapshots.replace(cfg)?;
+        self.access_log.reconfigure(&logging);
+        crate::logging::set_level(logging.level);
+        self.init_metric_labels();
+        Ok(ReloadReport {
             generation: snap.generation,
             needs_upgrade,
-        }
+        })
     }
 }

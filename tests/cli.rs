@@ -24,6 +24,8 @@ fn shipped_example_config_is_valid() {
             "-t",
         ])
         .env("GATEHOUSE_ADMIN_TOKEN", "t0ken")
+        .env("JWT_SECRET", "a-jwt-secret-that-is-32-bytes-long!")
+        .env("PARTNER_A_KEY", "partner-a-key")
         .output()
         .unwrap();
     assert_eq!(
@@ -214,7 +216,7 @@ fn demo_answers_its_printed_curl_commands() {
         .iter()
         .filter(|l| l.trim_start().starts_with("curl "))
         .collect();
-    assert!(cmds.len() >= 6, "{lines:?}");
+    assert!(cmds.len() >= 9, "{lines:?}");
     // Give the health checks a moment to run once.
     assert!(eventually(Duration::from_secs(5), || get_raw(
         "127.0.0.1:9090".parse().unwrap(),
@@ -224,7 +226,11 @@ fn demo_answers_its_printed_curl_commands() {
     .status
         == 200));
     for cmd in cmds {
-        let (curl, comment) = cmd.split_once('#').unwrap();
+        let (curl, comment) = cmd.split_once(" # ").unwrap();
+        let auth = curl
+            .split_once("-H '")
+            .map(|(_, rest)| format!("{}\r\n", rest.split_once('\'').unwrap().0))
+            .unwrap_or_default();
         let words: Vec<&str> = curl.split_whitespace().collect();
         let method = words
             .iter()
@@ -233,13 +239,15 @@ fn demo_answers_its_printed_curl_commands() {
         let url = words.last().unwrap();
         let rest = url.strip_prefix("http://").unwrap();
         let (host, path) = rest.split_at(rest.find('/').unwrap());
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
         let r = raw(host.parse().unwrap(), req.as_bytes()).unwrap();
-        let expected: u16 = comment
-            .split_whitespace()
-            .next()
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(200);
+        // A comment starting with a status code names the expected status.
+        let digits: String = comment
+            .trim()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let expected: u16 = digits.parse().unwrap_or(200);
         assert_eq!(r.status, expected, "{cmd}");
         if expected == 200 && host.ends_with(":8080") {
             assert_eq!(r.header("content-type"), Some("application/json"), "{cmd}");

@@ -3,7 +3,7 @@
 //! message (durations, sizes, addresses) are kept as [`Text`] here and checked
 //! in `validate`, so that every such error is reported at once with its path.
 
-use serde::de::{self, value::MapAccessDeserializer, Visitor};
+use serde::de::{self, value::MapAccessDeserializer, value::SeqAccessDeserializer, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -74,6 +74,7 @@ pub struct FileConfig {
     pub admin: Option<AdminFile>,
     pub logging: LoggingFile,
     pub upstreams: BTreeMap<String, UpstreamFile>,
+    pub auth: BTreeMap<String, AuthFile>,
     pub routes: Vec<RouteFile>,
 }
 
@@ -155,6 +156,8 @@ pub struct RouteFile {
     pub add_prefix: Option<String>,
     #[serde(default)]
     pub timeout: Option<Text>,
+    #[serde(default)]
+    pub auth: Option<RouteAuthFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,4 +169,116 @@ pub struct MatchFile {
     pub methods: Option<Vec<String>>,
     pub host: Option<String>,
     pub headers: BTreeMap<String, Text>,
+}
+
+/// One `auth:` provider. A flat struct (rather than a tagged enum) so that
+/// keys that do not belong to the provider's `type` get a precise error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    // jwt
+    pub algorithms: Option<Vec<String>>,
+    pub secret: Option<String>,
+    pub public_key: Option<String>,
+    pub jwks: Option<JwksFile>,
+    pub issuer: Option<String>,
+    pub audience: Option<StrOrList>,
+    pub leeway: Option<Text>,
+    pub forward_claims: Option<BTreeMap<String, String>>,
+    pub token_cache: Option<TokenCacheFile>,
+    // api_key
+    pub header: Option<String>,
+    pub keys: Option<Vec<ApiKeyFile>>,
+    pub forward_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksFile {
+    pub file: Option<String>,
+    pub url: Option<String>,
+    pub refresh: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenCacheFile {
+    pub entries: Option<usize>,
+    pub ttl: Option<Text>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyFile {
+    pub id: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, Default)]
+pub struct StrOrList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StrOrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrList, E> {
+                Ok(StrOrList(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<StrOrList, A::Error> {
+                Vec::<String>::deserialize(SeqAccessDeserializer::new(seq)).map(StrOrList)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A route's `auth`: a provider name, `{provider, scopes}`, or a list of
+/// names (any of them may authenticate the request).
+#[derive(Debug, Clone)]
+pub enum RouteAuthFile {
+    One(String),
+    Scoped(ScopedAuthFile),
+    AnyOf(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedAuthFile {
+    pub provider: StrOrList,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RouteAuthFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RouteAuthFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a provider name, a list of names, or {provider, scopes}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RouteAuthFile, E> {
+                Ok(RouteAuthFile::One(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RouteAuthFile, A::Error> {
+                Vec::<String>::deserialize(SeqAccessDeserializer::new(seq))
+                    .map(RouteAuthFile::AnyOf)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RouteAuthFile, A::Error> {
+                ScopedAuthFile::deserialize(MapAccessDeserializer::new(map))
+                    .map(RouteAuthFile::Scoped)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

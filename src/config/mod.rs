@@ -10,6 +10,7 @@ mod position;
 mod redact;
 pub mod units;
 mod validate;
+mod validate_auth;
 
 pub use env::{substitute, EnvError};
 pub use error::{ConfigError, LoadError};
@@ -26,17 +27,24 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
         path: path.display().to_string(),
         source,
     })?;
-    load_str(&text)
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    load_with(&text, base, &|name| std::env::var(name).ok())
 }
 
 /// Validates config text, substituting variables from the process environment.
+/// Relative file names in it (keys, JWKS) are taken from the working directory.
 pub fn load_str(text: &str) -> Result<Config, LoadError> {
-    load_str_with_env(text, &|name| std::env::var(name).ok())
+    load_with(text, Path::new("."), &|name| std::env::var(name).ok())
 }
 
-/// Validates config text with an explicit variable lookup (used by tests).
-pub fn load_str_with_env(
+/// Validates config text with an explicit variable lookup; relative file
+/// names are resolved against `base` (the config file's directory).
+pub fn load_with(
     text: &str,
+    base: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, LoadError> {
     let text = env::substitute(text, lookup).map_err(|errs| LoadError::Invalid {
@@ -77,7 +85,7 @@ pub fn load_str_with_env(
         })?
     };
     let mut errs = validate::Errs::default();
-    let config = validate::validate(parsed, &mut errs);
+    let config = validate::validate(parsed, base, &mut errs);
     if errs.0.is_empty() {
         Ok(config)
     } else {

@@ -13,6 +13,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub logging: LoggingConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub auth: BTreeMap<String, AuthConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -28,10 +29,20 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "<redacted>");
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &token)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +101,8 @@ pub enum HashKey {
     ClientIp,
     Path,
     Header(HeaderName),
+    /// A claim of the verified JWT (client IP when absent).
+    Claim(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,4 +170,95 @@ pub struct RouteConfig {
     pub strip_prefix: Option<String>,
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
+    pub auth: Option<RouteAuthConfig>,
+}
+
+pub use jsonwebtoken::Algorithm;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthConfig {
+    Jwt(JwtConfig),
+    ApiKey(ApiKeyConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtConfig {
+    /// The allow-list; each one fits the key material.
+    pub algorithms: Vec<Algorithm>,
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub leeway: Duration,
+    /// claim -> upstream header
+    pub forward_claims: Vec<(String, HeaderName)>,
+    /// Verified-token cache: at most this many entries (0 disables it).
+    pub cache_entries: usize,
+    /// ...each kept at most this long (and never past the token's `exp`).
+    pub cache_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKeyKind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+#[derive(Clone, PartialEq)]
+pub enum JwtKey {
+    /// HMAC secret (the UTF-8 bytes of the configured string).
+    Secret(Vec<u8>),
+    PublicKey {
+        path: String,
+        kind: PublicKeyKind,
+        pem: Vec<u8>,
+    },
+    JwksFile {
+        path: String,
+        json: Vec<u8>,
+    },
+    JwksUrl {
+        url: String,
+        refresh: Duration,
+    },
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKey::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKey::PublicKey { path, kind, .. } => write!(f, "PublicKey({path}, {kind:?})"),
+            JwtKey::JwksFile { path, .. } => write!(f, "JwksFile({path})"),
+            JwtKey::JwksUrl { url, refresh } => write!(f, "JwksUrl({url}, {refresh:?})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyConfig {
+    pub header: HeaderName,
+    pub keys: Vec<ApiKeyEntry>,
+    pub forward_id: Option<HeaderName>,
+}
+
+/// A key is kept only as its SHA-256, whether it was configured plain or hashed.
+#[derive(Clone, PartialEq)]
+pub struct ApiKeyEntry {
+    pub id: String,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiKeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeyEntry({}, <redacted>)", self.id)
+    }
+}
+
+/// A route's `auth`: any of `providers` may authenticate; `scopes` must all
+/// be granted by a JWT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteAuthConfig {
+    pub providers: Vec<String>,
+    pub scopes: Vec<String>,
 }

@@ -18,7 +18,7 @@ fn upstream(u: &UpstreamConfig) -> Value {
     json!({
         "targets": u.targets.iter().map(|t| json!({"addr": t.addr.to_string(), "weight": t.weight})).collect::<Vec<_>>(),
         "balance": match u.balance { Balance::RoundRobin => "round_robin", Balance::Random => "random", Balance::ConsistentHash => "consistent_hash" },
-        "hash_key": match &u.hash_key { HashKey::ClientIp => "client_ip".to_string(), HashKey::Path => "path".to_string(), HashKey::Header(h) => format!("header:{h}") },
+        "hash_key": match &u.hash_key { HashKey::ClientIp => "client_ip".to_string(), HashKey::Path => "path".to_string(), HashKey::Header(h) => format!("header:{h}"), HashKey::Claim(c) => format!("claim:{c}") },
         "health_check": u.health_check.as_ref().map(|h| json!({
             "kind": match h.kind { HealthKind::Http => "http", HealthKind::Tcp => "tcp" },
             "path": h.path,
@@ -37,6 +37,33 @@ fn upstream(u: &UpstreamConfig) -> Value {
     })
 }
 
+fn auth(a: &AuthConfig) -> Value {
+    match a {
+        AuthConfig::Jwt(j) => json!({
+            "type": "jwt",
+            "algorithms": j.algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>(),
+            "secret": matches!(j.key, JwtKey::Secret(_)).then_some(REDACTED),
+            "public_key": match &j.key { JwtKey::PublicKey { path, .. } => Some(path.clone()), _ => None },
+            "jwks": match &j.key {
+                JwtKey::JwksFile { path, .. } => Some(json!({"file": path})),
+                JwtKey::JwksUrl { url, refresh } => Some(json!({"url": url, "refresh": format_duration(*refresh)})),
+                _ => None,
+            },
+            "issuer": j.issuer,
+            "audience": j.audience,
+            "leeway": format_duration(j.leeway),
+            "forward_claims": j.forward_claims.iter().map(|(c, h)| (c.clone(), Value::from(h.as_str()))).collect::<serde_json::Map<_, _>>(),
+            "token_cache": {"entries": j.cache_entries, "ttl": format_duration(j.cache_ttl)},
+        }),
+        AuthConfig::ApiKey(k) => json!({
+            "type": "api_key",
+            "header": k.header.as_str(),
+            "keys": k.keys.iter().map(|e| json!({"id": e.id, "key": REDACTED})).collect::<Vec<_>>(),
+            "forward_id": k.forward_id.as_ref().map(|h| h.as_str()),
+        }),
+    }
+}
+
 fn route(r: &RouteConfig) -> Value {
     let m = &r.matcher;
     json!({
@@ -53,6 +80,7 @@ fn route(r: &RouteConfig) -> Value {
         "strip_prefix": r.strip_prefix,
         "add_prefix": r.add_prefix,
         "timeout": r.timeout.map(format_duration),
+        "auth": r.auth.as_ref().map(|a| json!({"providers": a.providers, "scopes": a.scopes})),
     })
 }
 
@@ -78,6 +106,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "buffer_lines": c.logging.buffer_lines,
         },
         "upstreams": c.upstreams.iter().map(|(k, u)| (k.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
+        "auth": c.auth.iter().map(|(k, a)| (k.clone(), auth(a))).collect::<serde_json::Map<_, _>>(),
         "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
     })
 }

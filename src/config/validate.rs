@@ -70,7 +70,7 @@ impl Errs {
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
-pub fn validate(f: FileConfig, errs: &mut Errs) -> Config {
+pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Config {
     let server = server(&f.server, errs);
     let admin = f.admin.as_ref().and_then(|a| {
         let listen = errs.addr("admin.listen", &a.listen)?;
@@ -84,6 +84,7 @@ pub fn validate(f: FileConfig, errs: &mut Errs) -> Config {
         Some(AdminConfig { listen, token })
     });
     let logging = logging(&f.logging, errs);
+    let auth = super::validate_auth::providers(&f.auth, base, errs);
     let mut upstreams = BTreeMap::new();
     for (name, u) in &f.upstreams {
         if let Some(u) = upstream(&format!("upstreams.{name}"), u, errs) {
@@ -109,6 +110,7 @@ pub fn validate(f: FileConfig, errs: &mut Errs) -> Config {
         admin,
         logging,
         upstreams,
+        auth,
         routes,
     }
 }
@@ -332,9 +334,11 @@ fn parse_hash_key(k: &str) -> Result<HashKey, String> {
                 HeaderName::from_bytes(name.trim().as_bytes())
                     .map(HashKey::Header)
                     .map_err(|_| format!("invalid header name in `{k}`"))
+            } else if let Some(claim) = k.strip_prefix("claim:").filter(|c| !c.trim().is_empty()) {
+                Ok(HashKey::Claim(claim.trim().to_string()))
             } else {
                 Err(format!(
-                    "unknown hash_key `{k}` (client_ip, path, header:NAME)"
+                    "unknown hash_key `{k}` (client_ip, path, header:NAME, claim:NAME)"
                 ))
             }
         }
@@ -505,6 +509,10 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
             Duration::from_secs(60),
         )
     });
+    let auth = r
+        .auth
+        .as_ref()
+        .and_then(|a| super::validate_auth::route_auth(&format!("{path}.auth"), a, &f.auth, errs));
     let cfg = RouteConfig {
         name: r.name.clone(),
         matcher: MatchConfig {
@@ -527,6 +535,7 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
             .map(trim_trailing_slash)
             .filter(|p| p != "/"),
         timeout,
+        auth,
     };
     (errs.0.len() == before).then_some(cfg)
 }

@@ -1,8 +1,10 @@
 //! Per-request state carried through the ProxyHttp phases.
 
 use super::errors::GatewayError;
+use crate::policy::auth::token_cache::Claims;
 use crate::runtime::{Route, Snapshot};
 use crate::upstream::TargetGuard;
+use http::{HeaderName, HeaderValue};
 use prometheus::IntGauge;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -44,6 +46,10 @@ pub struct RequestCtx {
     pub upstream_status: Option<u16>,
     /// The authenticated identity (JWT `sub` or API-key id), for logs.
     pub user: Option<String>,
+    /// The verified JWT's claims.
+    pub claims: Option<Claims>,
+    /// Identity headers to send upstream.
+    pub identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// The cache outcome, for logs.
     pub cache_status: Option<&'static str>,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
@@ -72,6 +78,8 @@ impl Default for RequestCtx {
             upstream_end: None,
             upstream_status: None,
             user: None,
+            claims: None,
+            identity_headers: Vec::new(),
             cache_status: None,
             error: None,
             inflight: None,

@@ -3,6 +3,7 @@
 //! `type`, `title`, `status`, `detail` and `request_id`. Details are written
 //! for clients: never an upstream address, a token or a stack trace.
 
+use crate::policy::auth::AuthDenied;
 use crate::router::normalize::NormalizeError;
 use bytes::Bytes;
 use http::Method;
@@ -25,6 +26,8 @@ pub enum GatewayError {
     AdminUnauthorized,
     /// Admin `POST /reload` with a config that does not validate.
     ReloadFailed(Vec<String>),
+    /// The route's authentication refused the request (401/403/503).
+    Auth(AuthDenied),
 }
 
 impl GatewayError {
@@ -32,7 +35,9 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             BadPath(_) | BadRequest(_) | ReloadFailed(_) => 400,
-            AdminUnauthorized => 401,
+            AdminUnauthorized | Auth(AuthDenied::Unauthorized { .. }) => 401,
+            Auth(AuthDenied::Forbidden { .. }) => 403,
+            Auth(AuthDenied::Unavailable) => 503,
             NotFound => 404,
             MethodNotAllowed(_) => 405,
             Internal => 500,
@@ -56,6 +61,9 @@ impl GatewayError {
             Internal => "internal-error",
             AdminUnauthorized => "admin-unauthorized",
             ReloadFailed(_) => "config-invalid",
+            Auth(AuthDenied::Unauthorized { .. }) => "unauthorized",
+            Auth(AuthDenied::Forbidden { .. }) => "insufficient-scope",
+            Auth(AuthDenied::Unavailable) => "auth-unavailable",
         }
     }
 
@@ -63,6 +71,7 @@ impl GatewayError {
         match self.status() {
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             502 => "Bad Gateway",
@@ -87,6 +96,13 @@ impl GatewayError {
             ReloadFailed(_) => {
                 "The config file has errors; the running config stays in force.".into()
             }
+            Auth(AuthDenied::Unauthorized { detail, .. }) => (*detail).to_string(),
+            Auth(AuthDenied::Forbidden { scopes }) => {
+                format!("The token lacks a required scope ({scopes}).")
+            }
+            Auth(AuthDenied::Unavailable) => {
+                "Signing keys are not available yet; retry shortly.".into()
+            }
         }
     }
 
@@ -106,6 +122,19 @@ impl GatewayError {
                     http::header::WWW_AUTHENTICATE,
                     "Bearer realm=\"gatehouse-admin\"".into(),
                 )]
+            }
+            GatewayError::Auth(AuthDenied::Unauthorized { challenges, .. }) => challenges
+                .iter()
+                .map(|c| (http::header::WWW_AUTHENTICATE, c.clone()))
+                .collect(),
+            GatewayError::Auth(AuthDenied::Forbidden { scopes }) => vec![(
+                http::header::WWW_AUTHENTICATE,
+                format!(
+                    "Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"{scopes}\""
+                ),
+            )],
+            GatewayError::Auth(AuthDenied::Unavailable) => {
+                vec![(http::header::RETRY_AFTER, "5".into())]
             }
             _ => Vec::new(),
         }

@@ -63,6 +63,32 @@ pub fn client_ip(peer: IpAddr, xff: &[&str], trusted: &[IpNet]) -> IpAddr {
     client
 }
 
+/// Removes identity headers (and their `_` spellings, which some upstream
+/// frameworks read as `-`) from a client request.
+pub fn strip_identity_headers(req: &mut pingora::http::RequestHeader, names: &[http::HeaderName]) {
+    if names.is_empty() {
+        return;
+    }
+    for n in names {
+        req.remove_header(n);
+    }
+    let variants: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.contains('_')
+                && names
+                    .iter()
+                    .any(|n| n.as_str().eq_ignore_ascii_case(&k.replace('_', "-")))
+        })
+        .cloned()
+        .collect();
+    for v in variants {
+        req.remove_header(&v);
+    }
+}
+
 /// True when `prefix` is a segment-aligned prefix of `path`.
 pub fn has_prefix(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix)

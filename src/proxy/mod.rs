@@ -116,6 +116,12 @@ impl Gateway {
                 .get(name)
                 .map(|v| v.as_bytes().to_vec())
                 .unwrap_or_default(),
+            // Requests without the claim fall back to the client address.
+            HashKey::Claim(name) => match ctx.claims.as_ref().and_then(|c| c.get(name)) {
+                Some(serde_json::Value::String(s)) => s.as_bytes().to_vec(),
+                Some(v) => v.to_string().into_bytes(),
+                None => self.hash_key(session, ctx, &HashKey::ClientIp),
+            },
         }
     }
 
@@ -182,6 +188,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(snap) = ctx.snapshot.clone() else {
+            return self.fail(session, ctx, GatewayError::Internal).await;
+        };
+        // Before any policy: a client can never supply its own identity.
+        forward::strip_identity_headers(session.req_header_mut(), &snap.identity_headers);
         let routed = match route_request(ctx, session.req_header()) {
             Ok(r) => r,
             Err(e) => return self.fail(session, ctx, e).await,
@@ -189,11 +200,28 @@ impl ProxyHttp for Gateway {
         ctx.route = Some(routed.route);
         ctx.normalized_path = routed.normalized;
         ctx.upstream_uri = routed.upstream_uri;
-        let idle = ctx
-            .snapshot
-            .as_ref()
-            .map_or(60, |s| s.config.server.idle_timeout.as_secs().max(1));
-        session.set_keepalive(Some(idle));
+        session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
+        let route = &snap.routes[routed.route];
+        if let Some(auth) = &route.auth {
+            match auth.authenticate(&session.req_header().headers).await {
+                Ok(identity) => {
+                    ctx.user = identity.user;
+                    ctx.claims = identity.claims;
+                    ctx.identity_headers = identity.headers;
+                }
+                Err(denied) => {
+                    if snap.config.admin.is_some() {
+                        let labels = [&*route.name, denied.reason()];
+                        self.state
+                            .metrics
+                            .auth_failures
+                            .with_label_values(&labels)
+                            .inc();
+                    }
+                    return self.fail(session, ctx, GatewayError::Auth(denied)).await;
+                }
+            }
+        }
         Ok(false)
     }
 
@@ -312,6 +340,9 @@ impl ProxyHttp for Gateway {
             }
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (name, value) in &ctx.identity_headers {
+            up.insert_header(name.clone(), value.clone())?;
+        }
         if let Some(host) = ctx.route().and_then(|r| r.upstream.config.host.clone()) {
             up.insert_header(http::header::HOST, host)?;
         }

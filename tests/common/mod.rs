@@ -324,14 +324,18 @@ pub struct Gateway {
 pub fn gateway(yaml: &str) -> Gateway {
     let port = free_port();
     let admin_port = free_port();
-    let text = yaml
+    let mut text = yaml
         .replace("{listen}", &format!("127.0.0.1:{port}"))
         .replace("{admin}", &format!("127.0.0.1:{admin_port}"));
+    // Keep the test output readable: no access log unless a test asks for one.
+    if !text.contains("logging:") {
+        text.push_str("\nlogging: { access_log: off }\n");
+    }
     let cfg = gatehouse::config::load_str(&text)
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
     gatehouse::logging::init(gatehouse::config::LogLevel::Warn);
     let has_admin = cfg.admin.is_some();
-    let app = gatehouse::app::build(cfg, Default::default());
+    let app = gatehouse::app::build(cfg, Default::default()).expect("gateway builds");
     let state = app.state.clone();
     let (stop, signal) = gatehouse::app::ChannelShutdown::new();
     let thread = std::thread::spawn(move || app.run(Box::new(signal)));
@@ -650,4 +654,58 @@ pub fn send_signal(pid: u32, sig: i32) {
     unsafe {
         kill(pid as i32, sig);
     }
+}
+
+/// A test fixture file (keys, JWKS).
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs `claims` with `alg`; `key` is an HMAC secret for HS*, else the
+/// name of a private-key fixture (`rsa1`, `ec256`, `ec384`, `ed25519`).
+pub fn mint(
+    alg: jsonwebtoken::Algorithm,
+    key: &str,
+    claims: serde_json::Value,
+    kid: Option<&str>,
+) -> String {
+    use jsonwebtoken::{Algorithm::*, EncodingKey};
+    let k = match alg {
+        HS256 | HS384 | HS512 => EncodingKey::from_secret(key.as_bytes()).unwrap(),
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(fixture(&format!("{key}.key.pem"))).unwrap())
+                .unwrap()
+        }
+        ES256 | ES384 => {
+            EncodingKey::from_ec_pem(&std::fs::read(fixture(&format!("{key}.key.pem"))).unwrap())
+                .unwrap()
+        }
+        EdDSA => {
+            EncodingKey::from_ed_pem(&std::fs::read(fixture(&format!("{key}.key.pem"))).unwrap())
+                .unwrap()
+        }
+        other => panic!("no test key for {other:?}"),
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, &claims, &k).unwrap()
+}
+
+/// Claims valid for an hour with the given subject.
+pub fn claims(sub: &str) -> serde_json::Value {
+    serde_json::json!({"sub": sub, "exp": now() + 3600, "iat": now()})
+}
+
+/// A token assembled by hand (header and payload JSON, raw signature).
+pub fn forge(header: &str, payload: &str, signature: &str) -> String {
+    use base64::Engine;
+    let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!("{}.{}.{signature}", e(header), e(payload))
 }
