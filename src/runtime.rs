@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
+use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
 use crate::tasks::Spawner;
 use crate::upstream::Pool;
@@ -26,6 +27,7 @@ pub struct Route {
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
     pub auth: Option<RouteAuth>,
+    pub rate_limits: Vec<Arc<Limit>>,
 }
 
 pub struct Snapshot {
@@ -35,6 +37,7 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<Pool>>,
     pub providers: BTreeMap<String, Arc<Provider>>,
+    pub limits: BTreeMap<String, Arc<Limit>>,
     /// Header names set from identity: removed from every client request.
     pub identity_headers: Vec<HeaderName>,
 }
@@ -82,6 +85,28 @@ impl Snapshot {
             };
             providers.insert(name.clone(), provider);
         }
+        // Limits keep counting across reloads when unchanged; so does the
+        // Redis connection.
+        let store = config.redis.as_ref().map(|rc| {
+            previous
+                .and_then(|p| {
+                    p.limits
+                        .values()
+                        .find_map(|l| l.redis_store().filter(|s| s.config == *rc).cloned())
+                })
+                .unwrap_or_else(|| Arc::new(RedisStore::new(rc)))
+        });
+        let mut limits = BTreeMap::new();
+        for (name, lcfg) in &config.rate_limits {
+            let reused = previous
+                .and_then(|p| p.limits.get(name))
+                .filter(|l| l.reusable_for(lcfg, store.as_ref()))
+                .cloned();
+            limits.insert(
+                name.clone(),
+                reused.unwrap_or_else(|| Arc::new(Limit::new(name, lcfg, store.as_ref()))),
+            );
+        }
         let routes = config
             .routes
             .iter()
@@ -92,6 +117,11 @@ impl Snapshot {
                 add_prefix: r.add_prefix.clone(),
                 timeout: r.timeout,
                 auth: r.auth.as_ref().map(|a| RouteAuth::new(a, &providers)),
+                rate_limits: r
+                    .rate_limits
+                    .iter()
+                    .filter_map(|n| limits.get(n).cloned())
+                    .collect(),
             })
             .collect();
         Ok(Snapshot {
@@ -102,6 +132,7 @@ impl Snapshot {
             routes,
             upstreams,
             providers,
+            limits,
         })
     }
 

@@ -78,6 +78,11 @@ impl GatewayState {
                         .with_label_values(&[&*r.name, reason]);
                 }
             }
+            for l in &r.rate_limits {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[&*r.name, &*l.name]);
+            }
         }
     }
 

@@ -75,7 +75,30 @@ pub struct FileConfig {
     pub logging: LoggingFile,
     pub upstreams: BTreeMap<String, UpstreamFile>,
     pub auth: BTreeMap<String, AuthFile>,
+    pub rate_limits: BTreeMap<String, RateLimitFile>,
+    pub redis: Option<RedisFile>,
     pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitFile {
+    pub requests: u64,
+    pub per: Text,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    pub url: String,
+    #[serde(default)]
+    pub on_error: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +181,8 @@ pub struct RouteFile {
     pub timeout: Option<Text>,
     #[serde(default)]
     pub auth: Option<RouteAuthFile>,
+    #[serde(default)]
+    pub rate_limit: Option<StrOrList>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub auth: BTreeMap<String, AuthConfig>,
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
+    pub redis: Option<RedisConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -171,6 +173,8 @@ pub struct RouteConfig {
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
     pub auth: Option<RouteAuthConfig>,
+    /// Names of `rate_limits`; all must pass.
+    pub rate_limits: Vec<String>,
 }
 
 pub use jsonwebtoken::Algorithm;
@@ -261,4 +265,64 @@ impl std::fmt::Debug for ApiKeyEntry {
 pub struct RouteAuthConfig {
     pub providers: Vec<String>,
     pub scopes: Vec<String>,
+}
+
+/// What a rate limit counts by. Requests without the value fall back to
+/// the client IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    ClientIp,
+    Claim(String),
+    Header(HeaderName),
+    /// The authenticated identity: JWT `sub` or API-key id.
+    Consumer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitBackend {
+    Local,
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    pub requests: u64,
+    pub per: Duration,
+    pub key: LimitKey,
+    pub backend: LimitBackend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisOnError {
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub on_error: RedisOnError,
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// The URL with any password replaced, for logs and `/config`.
+    pub fn redacted_url(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                format!("{}<redacted>{}", &self.url[..s + 3], &self.url[at..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("on_error", &self.on_error)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }

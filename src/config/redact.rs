@@ -81,6 +81,7 @@ fn route(r: &RouteConfig) -> Value {
         "add_prefix": r.add_prefix,
         "timeout": r.timeout.map(format_duration),
         "auth": r.auth.as_ref().map(|a| json!({"providers": a.providers, "scopes": a.scopes})),
+        "rate_limit": r.rate_limits,
     })
 }
 
@@ -107,6 +108,17 @@ pub fn redacted_json(c: &Config) -> Value {
         },
         "upstreams": c.upstreams.iter().map(|(k, u)| (k.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
         "auth": c.auth.iter().map(|(k, a)| (k.clone(), auth(a))).collect::<serde_json::Map<_, _>>(),
+        "rate_limits": c.rate_limits.iter().map(|(k, l)| (k.clone(), json!({
+            "requests": l.requests,
+            "per": format_duration(l.per),
+            "key": match &l.key { LimitKey::ClientIp => "client_ip".to_string(), LimitKey::Consumer => "consumer".to_string(), LimitKey::Claim(c) => format!("claim:{c}"), LimitKey::Header(h) => format!("header:{h}") },
+            "backend": match l.backend { LimitBackend::Local => "local", LimitBackend::Redis => "redis" },
+        }))).collect::<serde_json::Map<_, _>>(),
+        "redis": c.redis.as_ref().map(|r| json!({
+            "url": r.redacted_url(),
+            "on_error": match r.on_error { RedisOnError::Allow => "allow", RedisOnError::Deny => "deny" },
+            "timeout": format_duration(r.timeout),
+        })),
         "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
     })
 }

@@ -85,6 +85,11 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
     });
     let logging = logging(&f.logging, errs);
     let auth = super::validate_auth::providers(&f.auth, base, errs);
+    let redis = f
+        .redis
+        .as_ref()
+        .map(|r| super::validate_limits::redis(r, errs));
+    let rate_limits = super::validate_limits::rate_limits(&f.rate_limits, f.redis.is_some(), errs);
     let mut upstreams = BTreeMap::new();
     for (name, u) in &f.upstreams {
         if let Some(u) = upstream(&format!("upstreams.{name}"), u, errs) {
@@ -111,6 +116,8 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
         logging,
         upstreams,
         auth,
+        rate_limits,
+        redis,
         routes,
     }
 }
@@ -513,6 +520,18 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
         .auth
         .as_ref()
         .and_then(|a| super::validate_auth::route_auth(&format!("{path}.auth"), a, &f.auth, errs));
+    let rate_limits = r
+        .rate_limit
+        .as_ref()
+        .map(|l| {
+            super::validate_limits::route_limits(
+                &format!("{path}.rate_limit"),
+                l,
+                &f.rate_limits,
+                errs,
+            )
+        })
+        .unwrap_or_default();
     let cfg = RouteConfig {
         name: r.name.clone(),
         matcher: MatchConfig {
@@ -536,6 +555,7 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
             .filter(|p| p != "/"),
         timeout,
         auth,
+        rate_limits,
     };
     (errs.0.len() == before).then_some(cfg)
 }

@@ -3,3 +3,4 @@
 //! touches a socket, so each is unit-testable on its own.
 
 pub mod auth;
+pub mod rate_limit;

@@ -2,6 +2,7 @@
 
 use super::errors::GatewayError;
 use crate::policy::auth::token_cache::Claims;
+use crate::policy::rate_limit::LimitState;
 use crate::runtime::{Route, Snapshot};
 use crate::upstream::TargetGuard;
 use http::{HeaderName, HeaderValue};
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     pub claims: Option<Claims>,
     /// Identity headers to send upstream.
     pub identity_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The rate limit reported in the response headers.
+    pub rate_limit: Option<LimitState>,
     /// The cache outcome, for logs.
     pub cache_status: Option<&'static str>,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
@@ -80,6 +83,7 @@ impl Default for RequestCtx {
             user: None,
             claims: None,
             identity_headers: Vec::new(),
+            rate_limit: None,
             cache_status: None,
             error: None,
             inflight: None,

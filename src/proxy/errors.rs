@@ -4,6 +4,7 @@
 //! for clients: never an upstream address, a token or a stack trace.
 
 use crate::policy::auth::AuthDenied;
+use crate::policy::rate_limit::LimitState;
 use crate::router::normalize::NormalizeError;
 use bytes::Bytes;
 use http::Method;
@@ -28,6 +29,10 @@ pub enum GatewayError {
     ReloadFailed(Vec<String>),
     /// The route's authentication refused the request (401/403/503).
     Auth(AuthDenied),
+    /// Over a rate limit (429); the state of the limit to report.
+    RateLimited(LimitState),
+    /// A Redis-backed limit could not be checked and `on_error: deny`.
+    RateLimitUnavailable,
 }
 
 impl GatewayError {
@@ -37,6 +42,8 @@ impl GatewayError {
             BadPath(_) | BadRequest(_) | ReloadFailed(_) => 400,
             AdminUnauthorized | Auth(AuthDenied::Unauthorized { .. }) => 401,
             Auth(AuthDenied::Forbidden { .. }) => 403,
+            RateLimited(_) => 429,
+            RateLimitUnavailable => 503,
             Auth(AuthDenied::Unavailable) => 503,
             NotFound => 404,
             MethodNotAllowed(_) => 405,
@@ -64,6 +71,8 @@ impl GatewayError {
             Auth(AuthDenied::Unauthorized { .. }) => "unauthorized",
             Auth(AuthDenied::Forbidden { .. }) => "insufficient-scope",
             Auth(AuthDenied::Unavailable) => "auth-unavailable",
+            RateLimited(_) => "rate-limited",
+            RateLimitUnavailable => "rate-limit-unavailable",
         }
     }
 
@@ -74,6 +83,7 @@ impl GatewayError {
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            429 => "Too Many Requests",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
             504 => "Gateway Timeout",
@@ -102,6 +112,13 @@ impl GatewayError {
             }
             Auth(AuthDenied::Unavailable) => {
                 "Signing keys are not available yet; retry shortly.".into()
+            }
+            RateLimited(s) => format!(
+                "Rate limit `{}` of {} requests per {} s exceeded; retry in {} s.",
+                s.limit, s.requests, s.window_secs, s.reset_secs
+            ),
+            RateLimitUnavailable => {
+                "The rate limit cannot be checked right now; retry shortly.".into()
             }
         }
     }
@@ -136,6 +153,12 @@ impl GatewayError {
             GatewayError::Auth(AuthDenied::Unavailable) => {
                 vec![(http::header::RETRY_AFTER, "5".into())]
             }
+            GatewayError::RateLimited(s) => s
+                .headers()
+                .into_iter()
+                .map(|(n, v)| (http::HeaderName::from_static(n), v))
+                .collect(),
+            GatewayError::RateLimitUnavailable => vec![(http::header::RETRY_AFTER, "1".into())],
             _ => Vec::new(),
         }
     }
@@ -184,10 +207,12 @@ impl GatewayError {
     }
 
     /// The complete response head for this problem.
+    /// `extra` are headers the request earned before failing (rate-limit state).
     pub fn response_header(
         &self,
         request_id: &str,
         body_len: usize,
+        extra: &[(&'static str, String)],
     ) -> pingora::Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status(), Some(6))?;
         resp.insert_header(http::header::CONTENT_TYPE, "application/problem+json")?;
@@ -198,6 +223,9 @@ impl GatewayError {
         }
         for (name, value) in self.headers() {
             resp.append_header(name, value)?;
+        }
+        for (name, value) in extra {
+            resp.insert_header(*name, value)?;
         }
         Ok(resp)
     }
@@ -217,14 +245,15 @@ impl GatewayError {
     }
 }
 
-/// Writes `err` as the response to `session`.
+/// Writes `err` as the response to `session`, with `extra` headers.
 pub async fn respond(
     session: &mut Session,
     err: &GatewayError,
     request_id: &str,
+    extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
     let body = err.body(request_id);
-    let resp = err.response_header(request_id, body.len())?;
+    let resp = err.response_header(request_id, body.len(), extra)?;
     let head_only = session.req_header().method == Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

@@ -12,6 +12,7 @@ pub mod ctx;
 pub mod errors;
 pub mod forward;
 mod observe;
+mod policies;
 
 use crate::app::GatewayState;
 use crate::config::HashKey;
@@ -131,7 +132,12 @@ impl Gateway {
         ctx: &mut RequestCtx,
         err: GatewayError,
     ) -> Result<bool> {
-        respond(session, &err, &ctx.request_id).await?;
+        // A 401 on a limited route still shows the limit; a 429 shows its own.
+        let extra = match (&err, &ctx.rate_limit) {
+            (GatewayError::RateLimited(_), _) | (_, None) => Vec::new(),
+            (_, Some(state)) => state.headers(),
+        };
+        respond(session, &err, &ctx.request_id, &extra).await?;
         ctx.error = Some(err);
         Ok(true)
     }
@@ -202,27 +208,10 @@ impl ProxyHttp for Gateway {
         ctx.upstream_uri = routed.upstream_uri;
         session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
         let route = &snap.routes[routed.route];
-        if let Some(auth) = &route.auth {
-            match auth.authenticate(&session.req_header().headers).await {
-                Ok(identity) => {
-                    ctx.user = identity.user;
-                    ctx.claims = identity.claims;
-                    ctx.identity_headers = identity.headers;
-                }
-                Err(denied) => {
-                    if snap.config.admin.is_some() {
-                        let labels = [&*route.name, denied.reason()];
-                        self.state
-                            .metrics
-                            .auth_failures
-                            .with_label_values(&labels)
-                            .inc();
-                    }
-                    return self.fail(session, ctx, GatewayError::Auth(denied)).await;
-                }
-            }
+        match policies::on_request(&self.state, session, ctx, &snap, route).await {
+            Ok(()) => Ok(false),
+            Err(e) => self.fail(session, ctx, e).await,
         }
-        Ok(false)
     }
 
     async fn upstream_peer(
@@ -385,6 +374,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(state) = &ctx.rate_limit {
+            for (name, value) in state.headers() {
+                resp.insert_header(name, value)?;
+            }
+        }
         Ok(())
     }
 
@@ -422,7 +416,7 @@ impl ProxyHttp for Gateway {
                 ctx.request_id = forward::new_request_id();
             }
             session.set_keepalive(None);
-            if let Err(werr) = respond(session, &err, &ctx.request_id).await {
+            if let Err(werr) = respond(session, &err, &ctx.request_id, &[]).await {
                 log::debug!("could not send error response: {werr}");
             }
         }

@@ -709,3 +709,92 @@ pub fn forge(header: &str, payload: &str, signature: &str) -> String {
     let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     format!("{}.{}.{signature}", e(header), e(payload))
 }
+
+/// A real `redis-server` on a loopback ephemeral port (no persistence).
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut r = RedisServer {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/deps.sh installs it)");
+        self.child = Some(child);
+        wait_listening(format!("127.0.0.1:{}", self.port).parse().unwrap());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP server that accepts connections and never answers (a hung peer).
+pub struct Silent {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let l = listener.try_clone().unwrap();
+        let c = conns.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                c.lock().unwrap().push(s);
+            }
+        });
+        Silent {
+            addr,
+            _listener: listener,
+            conns,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+}

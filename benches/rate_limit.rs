@@ -1,0 +1,33 @@
+//! Cost of one local rate-limit check (`cargo bench --bench rate_limit`).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::config::{LimitBackend, LimitKey, RateLimitConfig};
+use gatehouse::policy::rate_limit::{check, Limit};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn bench(c: &mut Criterion) {
+    let cfg = RateLimitConfig {
+        requests: u64::MAX / 2,
+        per: Duration::from_secs(60),
+        key: LimitKey::ClientIp,
+        backend: LimitBackend::Local,
+    };
+    let limits = vec![Arc::new(Limit::new("bench", &cfg, None))];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut i = 0u32;
+    c.bench_function("rate_limit/local_check", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let ip = format!("10.0.{}.{}", (i >> 8) & 255, i & 255);
+            let v = rt.block_on(check(&limits, |_| None, black_box(&ip), |_, _| {}));
+            black_box(v)
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

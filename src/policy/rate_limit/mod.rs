@@ -1,0 +1,238 @@
+//! Rate limiting: named limits of `requests` per `per` window, counted per
+//! key, locally (`local.rs`, pingora-limits) or across every instance that
+//! shares a Redis (`redis.rs`). A route may name several limits; all must
+//! pass, and every one of them counts the request.
+//!
+//! [`decide`] is the pure part: from each limit's count it picks the answer
+//! and the limit reported in the headers (the most restrictive: a refusing
+//! limit with the longest wait, else the one with the fewest requests left).
+
+pub mod local;
+pub mod redis;
+
+use crate::config::{LimitBackend, LimitKey, RateLimitConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One named limit with its counter.
+pub struct Limit {
+    pub name: Arc<str>,
+    pub config: RateLimitConfig,
+    counter: Counter,
+}
+
+enum Counter {
+    Local(local::LocalCounter),
+    Redis(redis::RedisCounter),
+}
+
+/// A limit's view of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitState {
+    pub limit: Arc<str>,
+    pub requests: u64,
+    pub window_secs: u64,
+    pub remaining: u64,
+    /// Seconds until the window ends (at least 1).
+    pub reset_secs: u64,
+    pub exceeded: bool,
+}
+
+impl LimitState {
+    fn new(limit: &Limit, count: u64, reset: Duration) -> LimitState {
+        let requests = limit.config.requests;
+        LimitState {
+            limit: limit.name.clone(),
+            requests,
+            window_secs: limit.config.per.as_secs().max(1),
+            remaining: requests.saturating_sub(count),
+            reset_secs: reset.as_secs_f64().ceil().max(1.0) as u64,
+            exceeded: count > requests,
+        }
+    }
+
+    /// `X-RateLimit-*`, draft `RateLimit-Policy`/`RateLimit`, and on a
+    /// refusal `Retry-After`.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("x-ratelimit-limit", self.requests.to_string()),
+            ("x-ratelimit-remaining", self.remaining.to_string()),
+            ("x-ratelimit-reset", self.reset_secs.to_string()),
+            (
+                "ratelimit-policy",
+                format!(
+                    "\"{}\";q={};w={}",
+                    self.limit, self.requests, self.window_secs
+                ),
+            ),
+            (
+                "ratelimit",
+                format!(
+                    "\"{}\";r={};t={}",
+                    self.limit, self.remaining, self.reset_secs
+                ),
+            ),
+        ];
+        if self.exceeded {
+            h.push(("retry-after", self.reset_secs.to_string()));
+        }
+        h
+    }
+}
+
+/// What the route's limits decided.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdict {
+    /// The limit to report in the response headers.
+    pub report: Option<LimitState>,
+    /// Every limit the request went over (for metrics); non-empty = 429.
+    pub exceeded: Vec<Arc<str>>,
+    /// A Redis limit could not be checked and `on_error: deny`: 503.
+    pub unavailable: bool,
+}
+
+/// Picks the verdict from the limits that could be checked.
+pub fn decide(states: Vec<LimitState>, unavailable: bool) -> Verdict {
+    let exceeded: Vec<Arc<str>> = states
+        .iter()
+        .filter(|s| s.exceeded)
+        .map(|s| s.limit.clone())
+        .collect();
+    let report = if exceeded.is_empty() {
+        states.into_iter().min_by(|a, b| {
+            a.remaining
+                .cmp(&b.remaining)
+                .then(b.reset_secs.cmp(&a.reset_secs))
+        })
+    } else {
+        states
+            .into_iter()
+            .filter(|s| s.exceeded)
+            .max_by_key(|s| s.reset_secs)
+    };
+    Verdict {
+        report,
+        exceeded,
+        unavailable,
+    }
+}
+
+/// The Redis connection limits of one `redis` section share.
+pub use self::redis::RedisStore;
+
+impl Limit {
+    pub fn new(name: &str, config: &RateLimitConfig, store: Option<&Arc<RedisStore>>) -> Limit {
+        let counter = match (config.backend, store) {
+            (LimitBackend::Redis, Some(store)) => {
+                Counter::Redis(redis::RedisCounter::new(store.clone(), name, config.per))
+            }
+            _ => Counter::Local(local::LocalCounter::new(config.per)),
+        };
+        Limit {
+            name: Arc::from(name),
+            config: config.clone(),
+            counter,
+        }
+    }
+
+    /// True when this limit can keep counting across a reload to `config`.
+    pub fn reusable_for(&self, config: &RateLimitConfig, store: Option<&Arc<RedisStore>>) -> bool {
+        self.config == *config
+            && match (&self.counter, store) {
+                (Counter::Local(_), _) => true,
+                (Counter::Redis(c), Some(s)) => Arc::ptr_eq(&c.store, s),
+                (Counter::Redis(_), None) => false,
+            }
+    }
+
+    pub fn redis_store(&self) -> Option<&Arc<RedisStore>> {
+        match &self.counter {
+            Counter::Redis(c) => Some(&c.store),
+            Counter::Local(_) => None,
+        }
+    }
+}
+
+/// Counts one request against every limit of a route. `key_of` gives the
+/// value a limit counts by; `None` falls back to `fallback` (the client IP).
+pub async fn check(
+    limits: &[Arc<Limit>],
+    key_of: impl Fn(&LimitKey) -> Option<String>,
+    fallback: &str,
+    on_redis_error: impl Fn(&RedisStore, &str),
+) -> Verdict {
+    let mut states = Vec::with_capacity(limits.len());
+    let mut unavailable = false;
+    for l in limits {
+        let key = match key_of(&l.config.key) {
+            Some(k) => format!("k:{k}"),
+            None => format!("ip:{fallback}"),
+        };
+        match &l.counter {
+            Counter::Local(c) => {
+                let (count, reset) = c.observe(&key);
+                states.push(LimitState::new(l, count, reset));
+            }
+            Counter::Redis(c) => match c.observe(&key).await {
+                Ok((count, reset)) => states.push(LimitState::new(l, count, reset)),
+                Err(e) => {
+                    on_redis_error(&c.store, &e);
+                    unavailable |= c.store.deny_on_error();
+                }
+            },
+        }
+    }
+    decide(states, unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(name: &str, requests: u64, count: u64, reset: u64) -> LimitState {
+        LimitState {
+            limit: name.into(),
+            requests,
+            window_secs: 60,
+            remaining: requests.saturating_sub(count),
+            reset_secs: reset,
+            exceeded: count > requests,
+        }
+    }
+
+    #[test]
+    fn reports_the_most_restrictive() {
+        let v = decide(vec![st("a", 100, 10, 30), st("b", 10, 5, 50)], false);
+        assert_eq!(v.report.unwrap().limit.as_ref(), "b");
+        assert!(v.exceeded.is_empty());
+        // tie on remaining: the longer wait
+        let v = decide(vec![st("a", 10, 5, 30), st("b", 10, 5, 50)], false);
+        assert_eq!(v.report.unwrap().limit.as_ref(), "b");
+    }
+
+    #[test]
+    fn refusals_report_the_longest_wait() {
+        let v = decide(
+            vec![
+                st("a", 10, 11, 5),
+                st("b", 100, 101, 40),
+                st("c", 1000, 1, 59),
+            ],
+            false,
+        );
+        let r = v.report.unwrap();
+        assert_eq!(r.limit.as_ref(), "b");
+        assert_eq!(v.exceeded.len(), 2);
+        let h = r.headers();
+        assert!(h.contains(&("retry-after", "40".to_string())));
+        assert!(h.contains(&("x-ratelimit-remaining", "0".to_string())));
+        assert!(h.contains(&("ratelimit", "\"b\";r=0;t=40".to_string())));
+        assert!(h.contains(&("ratelimit-policy", "\"b\";q=100;w=60".to_string())));
+    }
+
+    #[test]
+    fn nothing_to_report_without_states() {
+        let v = decide(Vec::new(), true);
+        assert!(v.report.is_none() && v.unavailable);
+    }
+}
