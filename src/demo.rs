@@ -46,6 +46,7 @@ routes:
     match: { path_prefix: /api/products, methods: [GET, HEAD] }
     upstream: products
     strip_prefix: /api
+    cache: true
   - name: orders
     match: { path_prefix: /api/orders }
     upstream: orders
@@ -233,7 +234,7 @@ pub const TRY: &[(&str, &str, DemoToken, &str)] = &[
         "GET",
         "/api/products",
         DemoToken::None,
-        "products (GET/HEAD only)",
+        "products, cached: run twice, see Cache-Status and Age",
     ),
     ("POST", "/api/products", DemoToken::None, "405 problem+json"),
     ("GET", "/api/nothing", DemoToken::None, "404 problem+json"),

@@ -28,6 +28,9 @@ pub struct Route {
     pub timeout: Option<Duration>,
     pub auth: Option<RouteAuth>,
     pub rate_limits: Vec<Arc<Limit>>,
+    /// `Some(ttl)` when the route is cached: freshness for responses that
+    /// give none (the route's `ttl`, else `cache.default_ttl`).
+    pub cache: Option<Duration>,
 }
 
 pub struct Snapshot {
@@ -122,6 +125,7 @@ impl Snapshot {
                     .iter()
                     .filter_map(|n| limits.get(n).cloned())
                     .collect(),
+                cache: r.cache.map(|ttl| ttl.unwrap_or(config.cache.default_ttl)),
             })
             .collect();
         Ok(Snapshot {

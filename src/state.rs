@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 pub struct GatewayState {
     pub snapshots: SnapshotHandle,
+    pub cache: crate::cache::Cache,
     pub metrics: Metrics,
     pub access_log: AccessLog,
     /// The file `reload` re-reads; `None` when started from text (demo).
@@ -40,6 +41,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     check("server.pid_file", o.pid_file != n.pid_file);
     check("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
     check("server.grace_period", o.grace_period != n.grace_period);
+    check("cache.max_size", old.cache.max_size != new.cache.max_size);
     check(
         "admin.listen",
         old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
@@ -55,7 +57,9 @@ impl GatewayState {
     ) -> Result<GatewayState, String> {
         let metrics = Metrics::new();
         let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
+        let cache = crate::cache::Cache::new(config.cache.max_size);
         let state = GatewayState {
+            cache,
             snapshots: SnapshotHandle::new(config, spawner)?,
             metrics,
             access_log,
@@ -76,6 +80,13 @@ impl GatewayState {
                     self.metrics
                         .auth_failures
                         .with_label_values(&[&*r.name, reason]);
+                }
+            }
+            if r.cache.is_some() {
+                for result in crate::policy::cache::RESULTS {
+                    self.metrics
+                        .cache_lookups
+                        .with_label_values(&[&*r.name, result]);
                 }
             }
             for l in &r.rate_limits {

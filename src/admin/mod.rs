@@ -8,6 +8,7 @@
 //! | GET | `/upstreams` | targets with health, weight and requests in flight |
 //! | GET | `/config` | the running config, secrets redacted |
 //! | POST | `/reload` | re-read the config file (as SIGHUP) |
+//! | POST | `/cache/purge?path=P[&host=H]` | drop cached responses for a client-facing path |
 //!
 //! With `admin.token` set, every POST needs `Authorization: Bearer <token>`,
 //! compared in constant time.
@@ -78,8 +79,47 @@ impl AdminApp {
         serde_json::Value::Object(out)
     }
 
-    fn post(&self, path: &str) -> Response<Vec<u8>> {
+    /// `POST /cache/purge?path=P[&host=H]`: `P` is the client-facing path
+    /// (normalised like requests; with `?query` only that query goes),
+    /// without `host` every host's entry for it goes.
+    fn purge(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let mut path = None;
+        let mut host = None;
+        for (k, v) in query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+        {
+            let v = percent_decode(v);
+            match k {
+                "path" => path = Some(v),
+                "host" => host = Some(crate::router::normalize_host(&v).into_owned()),
+                _ => {}
+            }
+        }
+        let Some(path) = path else {
+            return GatewayError::BadRequest("`path` is required: POST /cache/purge?path=/api/x")
+                .http_response(&new_request_id());
+        };
+        let (p, q) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path, None),
+        };
+        let Ok(p) = crate::router::normalize::normalize_path(&p) else {
+            return GatewayError::BadRequest("`path` is not a valid request path")
+                .http_response(&new_request_id());
+        };
+        let purged = self
+            .state
+            .cache
+            .store
+            .purge_path(&p, q.as_deref(), host.as_deref());
+        json_response(StatusCode::OK, json!({ "purged": purged }))
+    }
+
+    fn post(&self, path: &str, query: Option<&str>) -> Response<Vec<u8>> {
         match path {
+            "/cache/purge" => self.purge(query),
             "/reload" => match self.state.reload() {
                 Ok(report) => json_response(
                     StatusCode::OK,
@@ -106,6 +146,12 @@ impl AdminApp {
             }
             "/metrics" => {
                 let snap = self.state.snapshots.load();
+                let store = self.state.cache.store;
+                self.state
+                    .metrics
+                    .cache_bytes
+                    .set(store.used_bytes() as i64);
+                self.state.metrics.cache_entries.set(store.len() as i64);
                 let text = self.state.metrics.render(&snap);
                 response(
                     StatusCode::OK,
@@ -124,7 +170,32 @@ impl AdminApp {
 }
 
 const GET_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/upstreams", "/config"];
-const POST_PATHS: &[&str] = &["/reload"];
+const POST_PATHS: &[&str] = &["/reload", "/cache/purge"];
+
+/// Decodes `%XX` and `+` in a query-string value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 #[async_trait]
 impl ServeHttp for AdminApp {
@@ -151,7 +222,8 @@ impl ServeHttp for AdminApp {
                         return GatewayError::AdminUnauthorized.http_response(&new_request_id());
                     }
                 }
-                self.post(&path)
+                let query = session.req_header().uri.query().map(str::to_string);
+                self.post(&path, query.as_deref())
             }
             _ if known_get => GatewayError::MethodNotAllowed(vec![Method::GET, Method::HEAD])
                 .http_response(&new_request_id()),

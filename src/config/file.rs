@@ -77,7 +77,48 @@ pub struct FileConfig {
     pub auth: BTreeMap<String, AuthFile>,
     pub rate_limits: BTreeMap<String, RateLimitFile>,
     pub redis: Option<RedisFile>,
+    pub cache: Option<CacheFile>,
     pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheFile {
+    pub max_size: Option<Text>,
+    pub default_ttl: Option<Text>,
+}
+
+/// A route's `cache`: `true`/`false` or `{ ttl }`.
+#[derive(Debug, Clone)]
+pub enum RouteCacheFile {
+    On(bool),
+    Ttl(RouteCacheTtl),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheTtl {
+    #[serde(default)]
+    pub ttl: Option<Text>,
+}
+
+impl<'de> Deserialize<'de> for RouteCacheFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RouteCacheFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or { ttl }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RouteCacheFile, E> {
+                Ok(RouteCacheFile::On(v))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RouteCacheFile, A::Error> {
+                RouteCacheTtl::deserialize(MapAccessDeserializer::new(map)).map(RouteCacheFile::Ttl)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +224,8 @@ pub struct RouteFile {
     pub auth: Option<RouteAuthFile>,
     #[serde(default)]
     pub rate_limit: Option<StrOrList>,
+    #[serde(default)]
+    pub cache: Option<RouteCacheFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,17 @@ pub struct Config {
     pub auth: BTreeMap<String, AuthConfig>,
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
     pub redis: Option<RedisConfig>,
+    pub cache: CacheConfig,
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Bytes the cache may hold (bodies, headers, bookkeeping), in-flight
+    /// fills included.
+    pub max_size: u64,
+    /// Freshness when neither the upstream nor the route says.
+    pub default_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +185,9 @@ pub struct RouteConfig {
     pub auth: Option<RouteAuthConfig>,
     /// Names of `rate_limits`; all must pass.
     pub rate_limits: Vec<String>,
+    /// `Some` when responses of this route are cached; the route's TTL
+    /// for responses that give no freshness (else `cache.default_ttl`).
+    pub cache: Option<Option<Duration>>,
 }
 
 pub use jsonwebtoken::Algorithm;

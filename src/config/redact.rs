@@ -82,6 +82,7 @@ fn route(r: &RouteConfig) -> Value {
         "timeout": r.timeout.map(format_duration),
         "auth": r.auth.as_ref().map(|a| json!({"providers": a.providers, "scopes": a.scopes})),
         "rate_limit": r.rate_limits,
+        "cache": r.cache.map(|ttl| json!({"ttl": ttl.map(format_duration)})),
     })
 }
 
@@ -119,6 +120,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "on_error": match r.on_error { RedisOnError::Allow => "allow", RedisOnError::Deny => "deny" },
             "timeout": format_duration(r.timeout),
         })),
+        "cache": {"max_size": c.cache.max_size, "default_ttl": format_duration(c.cache.default_ttl)},
         "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
     })
 }

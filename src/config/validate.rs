@@ -90,6 +90,7 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
         .as_ref()
         .map(|r| super::validate_limits::redis(r, errs));
     let rate_limits = super::validate_limits::rate_limits(&f.rate_limits, f.redis.is_some(), errs);
+    let cache = cache(f.cache.as_ref(), errs);
     let mut upstreams = BTreeMap::new();
     for (name, u) in &f.upstreams {
         if let Some(u) = upstream(&format!("upstreams.{name}"), u, errs) {
@@ -118,6 +119,7 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
         auth,
         rate_limits,
         redis,
+        cache,
         routes,
     }
 }
@@ -532,6 +534,17 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
             )
         })
         .unwrap_or_default();
+    let cache = match &r.cache {
+        None | Some(RouteCacheFile::On(false)) => None,
+        Some(RouteCacheFile::On(true)) => Some(None),
+        Some(RouteCacheFile::Ttl(t)) => Some(t.ttl.as_ref().map(|ttl| {
+            errs.positive_duration(
+                &format!("{path}.cache.ttl"),
+                &Some(ttl.clone()),
+                Duration::from_secs(60),
+            )
+        })),
+    };
     let cfg = RouteConfig {
         name: r.name.clone(),
         matcher: MatchConfig {
@@ -556,6 +569,7 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
         timeout,
         auth,
         rate_limits,
+        cache,
     };
     (errs.0.len() == before).then_some(cfg)
 }
@@ -590,4 +604,30 @@ fn parse_host(h: &str) -> Result<HostMatch, String> {
 fn one_line(msg: &str) -> String {
     let last = msg.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(msg);
     last.trim().trim_start_matches("error: ").to_string()
+}
+
+fn cache(c: Option<&CacheFile>, errs: &mut Errs) -> CacheConfig {
+    let max_size = match c.and_then(|c| c.max_size.as_ref()) {
+        None => 256 << 20,
+        Some(t) => match super::units::parse_size(&t.0) {
+            Ok(n) if n >= 1 << 20 => n,
+            Ok(_) => {
+                errs.push("cache.max_size", "must be at least 1MiB");
+                256 << 20
+            }
+            Err(e) => {
+                errs.push("cache.max_size", e);
+                256 << 20
+            }
+        },
+    };
+    let default_ttl = errs.duration(
+        "cache.default_ttl",
+        &c.and_then(|c| c.default_ttl.clone()),
+        Duration::from_secs(60),
+    );
+    CacheConfig {
+        max_size,
+        default_ttl,
+    }
 }

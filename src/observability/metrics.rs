@@ -26,6 +26,8 @@ pub const FAMILIES: &[&str] = &[
     "gatehouse_inflight_requests",
     "gatehouse_access_log_dropped_total",
     "gatehouse_build_info",
+    "gatehouse_cache_bytes",
+    "gatehouse_cache_entries",
 ];
 
 /// 100 µs to 30 s.
@@ -48,6 +50,8 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     pub inflight: IntGauge,
     pub access_log_dropped: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_entries: IntGauge,
     statuses: Vec<String>,
 }
 
@@ -167,6 +171,11 @@ impl Metrics {
                 "gatehouse_access_log_dropped_total",
                 "Access-log lines dropped because the writer fell behind",
             ),
+            cache_bytes: gauge(
+                "gatehouse_cache_bytes",
+                "Bytes held by the response cache, fills in progress included",
+            ),
+            cache_entries: gauge("gatehouse_cache_entries", "Responses in the cache"),
             statuses: (0..600).map(|s: u16| s.to_string()).collect(),
             registry: r,
         };

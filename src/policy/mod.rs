@@ -3,4 +3,5 @@
 //! touches a socket, so each is unit-testable on its own.
 
 pub mod auth;
+pub mod cache;
 pub mod rate_limit;

@@ -1,7 +1,9 @@
 //! Per-request state carried through the ProxyHttp phases.
 
 use super::errors::GatewayError;
+use crate::cache::store::PurgeTag;
 use crate::policy::auth::token_cache::Claims;
+use crate::policy::cache::Outcome;
 use crate::policy::rate_limit::LimitState;
 use crate::runtime::{Route, Snapshot};
 use crate::upstream::TargetGuard;
@@ -53,8 +55,14 @@ pub struct RequestCtx {
     pub identity_headers: Vec<(HeaderName, HeaderValue)>,
     /// The rate limit reported in the response headers.
     pub rate_limit: Option<LimitState>,
-    /// The cache outcome, for logs.
-    pub cache_status: Option<&'static str>,
+    /// On cached routes (GET/HEAD): what the cache key and purges use.
+    pub cache_tag: Option<PurgeTag>,
+    /// On cached routes: how the cache handled the request.
+    pub cache_outcome: Option<Outcome>,
+    /// The response was judged storable.
+    pub cache_stored: bool,
+    /// An unsafe method on a cached route: invalidate the path afterwards.
+    pub cache_invalidate: bool,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
     pub error: Option<GatewayError>,
     pub inflight: Option<InflightGuard>,
@@ -84,7 +92,10 @@ impl Default for RequestCtx {
             claims: None,
             identity_headers: Vec::new(),
             rate_limit: None,
-            cache_status: None,
+            cache_tag: None,
+            cache_outcome: None,
+            cache_stored: false,
+            cache_invalidate: false,
             error: None,
             inflight: None,
         }

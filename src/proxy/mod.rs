@@ -8,6 +8,7 @@
 //! - `response_filter`: request id on the response.
 //! - `fail_to_proxy`: every error response, as problem+json.
 
+mod caching;
 pub mod ctx;
 pub mod errors;
 pub mod forward;
@@ -16,12 +17,15 @@ mod policies;
 
 use crate::app::GatewayState;
 use crate::config::HashKey;
+use crate::policy::cache::Outcome;
 use crate::router::normalize::normalize_path;
 use crate::router::{normalize_host, RouteOutcome, RouteRequest};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{InflightGuard, RequestCtx};
 use errors::{respond, GatewayError};
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
@@ -98,6 +102,24 @@ fn route_request(
     })
 }
 
+/// Headers an error response still owes the client: the route's rate-limit
+/// state (a 429 has its own) and, on cached routes, `Cache-Status`.
+fn error_extras(err: &GatewayError, ctx: &mut RequestCtx) -> Vec<(&'static str, String)> {
+    let mut extra = match (err, &ctx.rate_limit) {
+        (GatewayError::RateLimited(_), _) | (_, None) => Vec::new(),
+        (_, Some(state)) => state.headers(),
+    };
+    if ctx.cache_tag.is_some() {
+        let outcome = ctx.cache_outcome.unwrap_or(Outcome::Miss {
+            stored: false,
+            collapsed: false,
+        });
+        ctx.cache_outcome = Some(outcome);
+        extra.push(("cache-status", outcome.cache_status()));
+    }
+    extra
+}
+
 impl Gateway {
     fn hash_key(&self, session: &Session, ctx: &RequestCtx, key: &HashKey) -> Vec<u8> {
         match key {
@@ -133,10 +155,7 @@ impl Gateway {
         err: GatewayError,
     ) -> Result<bool> {
         // A 401 on a limited route still shows the limit; a 429 shows its own.
-        let extra = match (&err, &ctx.rate_limit) {
-            (GatewayError::RateLimited(_), _) | (_, None) => Vec::new(),
-            (_, Some(state)) => state.headers(),
-        };
+        let extra = error_extras(&err, ctx);
         respond(session, &err, &ctx.request_id, &extra).await?;
         ctx.error = Some(err);
         Ok(true)
@@ -208,10 +227,63 @@ impl ProxyHttp for Gateway {
         ctx.upstream_uri = routed.upstream_uri;
         session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
         let route = &snap.routes[routed.route];
+        caching::prepare(session.req_header_mut(), ctx, route);
         match policies::on_request(&self.state, session, ctx, &snap, route).await {
             Ok(()) => Ok(false),
             Err(e) => self.fail(session, ctx, e).await,
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        caching::enable(&self.state, session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        caching::key(session, ctx)
+    }
+
+    /// `Cache-Control: no-cache` (or `max-age=0`) from the client makes a
+    /// stored response revalidate first.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let revalidate = crate::policy::cache::request_wants_revalidation(session.req_header());
+        Ok(revalidate.then_some(ForcedFreshness::ForceExpired))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(caching::response_cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        caching::variance(meta, req)
+    }
+
+    /// Stale-while-revalidate within the stored window (Pingora checks it),
+    /// and stale-if-error on upstream failures.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
     }
 
     async fn upstream_peer(
@@ -303,14 +375,20 @@ impl ProxyHttp for Gateway {
         }
         // Proto and Host are believed only from trusted proxies.
         let req = session.req_header();
-        if !(ctx.peer_trusted && req.headers.contains_key("x-forwarded-proto")) {
+        if !(ctx.peer_trusted
+            && ctx.cache_tag.is_none()
+            && req.headers.contains_key("x-forwarded-proto"))
+        {
             let tls = session
                 .digest()
                 .and_then(|d| d.ssl_digest.as_ref())
                 .is_some();
             up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
         }
-        if !(ctx.peer_trusted && req.headers.contains_key("x-forwarded-host")) {
+        if !(ctx.peer_trusted
+            && ctx.cache_tag.is_none()
+            && req.headers.contains_key("x-forwarded-host"))
+        {
             let host = req
                 .uri
                 .authority()
@@ -363,17 +441,27 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = ctx
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.config.admin.is_some());
+        caching::finish(&self.state, ctx, status, metrics);
         observe::record(&self.state, session, ctx);
         ctx.target_guard = None;
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(outcome) = caching::outcome(session, resp.status.as_u16(), ctx) {
+            ctx.cache_outcome = Some(outcome);
+            caching::add_status(resp, outcome)?;
+        }
         if let Some(state) = &ctx.rate_limit {
             for (name, value) in state.headers() {
                 resp.insert_header(name, value)?;
@@ -416,7 +504,8 @@ impl ProxyHttp for Gateway {
                 ctx.request_id = forward::new_request_id();
             }
             session.set_keepalive(None);
-            if let Err(werr) = respond(session, &err, &ctx.request_id, &[]).await {
+            let extra = error_extras(&err, ctx);
+            if let Err(werr) = respond(session, &err, &ctx.request_id, &extra).await {
                 log::debug!("could not send error response: {werr}");
             }
         }

@@ -79,7 +79,7 @@ pub fn record(state: &GatewayState, session: &Session, ctx: &mut RequestCtx) {
             duration_ms: duration.as_secs_f64() * 1000.0,
             upstream_ms: upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
             bytes_sent: session.body_bytes_sent() as u64,
-            cache: ctx.cache_status,
+            cache: ctx.cache_outcome.map(|o| o.label()),
             user: ctx.user.take(),
             protocol: match req.version {
                 http::Version::HTTP_10 => "HTTP/1.0",

@@ -75,6 +75,7 @@ struct UpstreamState {
     body: Mutex<Option<Vec<u8>>>,
     hits: AtomicUsize,
     health_hits: AtomicUsize,
+    etag: Mutex<Option<String>>,
 }
 
 /// A real HTTP/1.1 upstream: answers every request with a JSON echo (or a
@@ -103,6 +104,7 @@ impl Upstream {
                 body: Mutex::new(None),
                 hits: AtomicUsize::new(0),
                 health_hits: AtomicUsize::new(0),
+                etag: Mutex::new(None),
             }),
             thread: Mutex::new(None),
         };
@@ -127,6 +129,13 @@ impl Upstream {
     }
     pub fn set_body(&self, body: &[u8]) {
         *self.state.body.lock().unwrap() = Some(body.to_vec());
+    }
+    /// Responses carry this `ETag`; a matching `If-None-Match` gets 304.
+    pub fn set_etag(&self, etag: &str) {
+        *self.state.etag.lock().unwrap() = Some(etag.to_string());
+    }
+    pub fn clear_response_headers(&self) {
+        self.state.extra_headers.lock().unwrap().clear();
     }
     pub fn add_response_header(&self, name: &str, value: &str) {
         self.state
@@ -266,6 +275,11 @@ fn serve_conn(conn: TcpStream, state: Arc<UpstreamState>) {
             return;
         };
         let is_health = target == "/health";
+        let hit_no = if is_health {
+            0
+        } else {
+            state.hits.load(Ordering::SeqCst) + 1
+        };
         let status = if is_health {
             state.health_hits.fetch_add(1, Ordering::SeqCst);
             state.health_status.load(Ordering::SeqCst)
@@ -289,9 +303,19 @@ fn serve_conn(conn: TcpStream, state: Arc<UpstreamState>) {
                 "upstream": state.name,
                 "method": method,
                 "target": target,
+                "n": hit_no,
+                "headers": headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
             }))
             .unwrap(),
         };
+        let etag = state.etag.lock().unwrap().clone();
+        let not_modified = !is_health
+            && etag.as_ref().is_some_and(|e| {
+                headers
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("if-none-match") && v == e)
+            });
+        let status = if not_modified { 304 } else { status };
         let mut resp = format!(
             "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-upstream: {}\r\n",
             state.name
@@ -299,8 +323,15 @@ fn serve_conn(conn: TcpStream, state: Arc<UpstreamState>) {
         for (n, v) in state.extra_headers.lock().unwrap().iter() {
             resp.push_str(&format!("{n}: {v}\r\n"));
         }
-        let head_only = method == "HEAD";
-        resp.push_str(&format!("content-length: {}\r\n\r\n", payload.len()));
+        if let Some(e) = &etag {
+            resp.push_str(&format!("etag: {e}\r\n"));
+        }
+        let head_only = method == "HEAD" || not_modified;
+        if not_modified {
+            resp.push_str("\r\n");
+        } else {
+            resp.push_str(&format!("content-length: {}\r\n\r\n", payload.len()));
+        }
         let mut out = resp.into_bytes();
         if !head_only {
             out.extend_from_slice(&payload);
@@ -412,6 +443,44 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Option<RawResponse> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).unwrap();
     read_response(&mut BufReader::new(s))
+}
+
+/// Like [`raw`] for a request whose response has no body (HEAD).
+pub fn raw_head(addr: SocketAddr, request: &[u8]) -> Option<RawResponse> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut r = BufReader::new(s);
+    let mut resp = read_head_only(&mut r)?;
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    resp.body = rest;
+    Some(resp)
+}
+
+fn read_head_only(r: &mut BufReader<TcpStream>) -> Option<RawResponse> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Some(RawResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    })
 }
 
 pub fn read_response(r: &mut BufReader<TcpStream>) -> Option<RawResponse> {
