@@ -83,7 +83,7 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
         let token = a.token.clone().filter(|t| !t.is_empty());
         Some(AdminConfig { listen, token })
     });
-    let logging = logging(&f.logging, errs);
+    let logging = logging(&f.logging, base, errs);
     let auth = super::validate_auth::providers(&f.auth, base, errs);
     let redis = f
         .redis
@@ -190,7 +190,9 @@ fn server(s: &ServerFile, errs: &mut Errs) -> ServerConfig {
     }
 }
 
-fn logging(l: &LoggingFile, errs: &mut Errs) -> LoggingConfig {
+/// A relative access-log path is taken from the config file's directory
+/// (a daemon runs from `/`).
+fn logging(l: &LoggingFile, base: &std::path::Path, errs: &mut Errs) -> LoggingConfig {
     let level = match l.level.as_deref().unwrap_or("info") {
         "error" => LogLevel::Error,
         "warn" => LogLevel::Warn,
@@ -212,7 +214,7 @@ fn logging(l: &LoggingFile, errs: &mut Errs) -> LoggingConfig {
             errs.push("logging.access_log", "must be stdout, off or a file path");
             AccessLogTarget::Off
         }
-        path => AccessLogTarget::File(path.to_string()),
+        path => AccessLogTarget::File(base.join(path).display().to_string()),
     };
     let format = match l.format.as_deref().unwrap_or("json") {
         "json" => AccessLogFormat::Json,
