@@ -5,9 +5,11 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::proxy::edge::Edge;
 use crate::proxy::Gateway;
 use async_trait::async_trait;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -48,6 +50,7 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
         grace_period_seconds: Some(s.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: max_retries.max(16),
+        ca_file: s.upstream_ca.clone(),
         ..ServerConf::default()
     }
 }
@@ -58,6 +61,17 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
 pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     let conf = server_conf(&config, &opts);
     let listen = config.server.listen.clone();
+    // TLS first: a bad certificate must fail before any socket is taken over.
+    let tls = match &config.server.tls {
+        None => None,
+        Some(t) => {
+            let mut settings = TlsSettings::intermediate(&t.cert, &t.key)
+                .map_err(|e| format!("server.tls: cannot use {} / {}: {e}", t.cert, t.key))?;
+            settings.enable_h2();
+            Some((t.listen, settings))
+        }
+    };
+    let h2c = config.server.h2c;
     let admin = config.admin.clone();
     let (spawner, task_service) = crate::tasks::channel();
     let state = Arc::new(GatewayState::new(
@@ -77,11 +91,20 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     let gateway = Gateway {
         state: state.clone(),
     };
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("gatehouse proxy")
-        .build();
+    let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    http.server_options = Some(options);
+    let edge = Edge {
+        proxy: Arc::new(http),
+        state: state.clone(),
+    };
+    let mut proxy = Service::new("gatehouse proxy".to_string(), edge);
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
+    }
+    if let Some((addr, settings)) = tls {
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     server.add_service(proxy);
     server.add_service(background_service("tasks", task_service));

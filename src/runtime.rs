@@ -6,7 +6,7 @@
 //! Stateful parts are carried over when their config is unchanged: upstream
 //! pools (health state and checks) and JWKS-URL providers (fetched keys).
 
-use crate::config::Config;
+use crate::config::{Config, CorsConfig, HeaderTransform};
 use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
 use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
@@ -31,6 +31,10 @@ pub struct Route {
     /// `Some(ttl)` when the route is cached: freshness for responses that
     /// give none (the route's `ttl`, else `cache.default_ttl`).
     pub cache: Option<Duration>,
+    pub request_headers: HeaderTransform,
+    pub response_headers: HeaderTransform,
+    pub cors: Option<CorsConfig>,
+    pub websocket: bool,
 }
 
 pub struct Snapshot {
@@ -126,6 +130,10 @@ impl Snapshot {
                     .filter_map(|n| limits.get(n).cloned())
                     .collect(),
                 cache: r.cache.map(|ttl| ttl.unwrap_or(config.cache.default_ttl)),
+                request_headers: r.request_headers.clone(),
+                response_headers: r.response_headers.clone(),
+                cors: r.cors.clone(),
+                websocket: r.websocket,
             })
             .collect();
         Ok(Snapshot {

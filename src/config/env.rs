@@ -58,6 +58,12 @@ pub fn substitute(
                         out.push(c);
                         i += 1;
                     }
+                    // Header-template variables are gatehouse's, not the environment's.
+                    Ok((name, None, len)) if is_template_var(&name) => {
+                        out.extend(&chars[i..i + len]);
+                        i += len;
+                        at_start = false;
+                    }
                     Ok((name, default, len)) => {
                         let value = match (lookup(&name), default) {
                             (Some(v), _) if !v.is_empty() => Some(v),
@@ -145,6 +151,12 @@ pub fn substitute(
     }
 }
 
+/// `${request_id}`, `${client_ip}`, `${route}`, `${claim.NAME}`: values of
+/// header transforms, filled in per request, never from the environment.
+fn is_template_var(name: &str) -> bool {
+    matches!(name, "request_id" | "client_ip" | "route") || name.starts_with("claim.")
+}
+
 /// Parses `${NAME}` or `${NAME:-default}` at the start of `s`; returns the
 /// name, the default and the length in chars.
 fn parse_ref(s: &[char]) -> Result<(String, Option<String>, usize), String> {
@@ -158,11 +170,12 @@ fn parse_ref(s: &[char]) -> Result<(String, Option<String>, usize), String> {
         Some((n, d)) => (n.to_string(), Some(d.to_string())),
         None => (inner.clone(), None),
     };
-    let valid = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid = is_template_var(&name)
+        || (name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
     if !valid {
         return Err(format!("invalid variable reference `${{{inner}}}`"));
     }
@@ -301,6 +314,12 @@ mod tests {
         assert!(err[0].message.contains("MISSING"));
         assert!(err[1].message.contains("invalid variable reference"));
         assert!(err[2].message.contains("unterminated"));
+    }
+
+    #[test]
+    fn header_template_variables_are_not_substituted() {
+        let text = "v: \"${request_id}/${claim.sub}/${route}\"\n";
+        assert_eq!(sub(text).unwrap(), text);
     }
 
     #[test]

@@ -153,6 +153,40 @@ pub struct ServerFile {
     pub grace_period: Option<Text>,
     pub trusted_proxies: Vec<Text>,
     pub idle_timeout: Option<Text>,
+    pub tls: Option<TlsFile>,
+    pub h2c: Option<bool>,
+    pub max_body: Option<Text>,
+    pub max_header_bytes: Option<Text>,
+    pub header_timeout: Option<Text>,
+    pub max_uri_bytes: Option<Text>,
+    pub upstream_ca: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub listen: Text,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderTransformFile {
+    pub set: BTreeMap<String, String>,
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsFile {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Option<Vec<String>>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +217,7 @@ pub struct UpstreamFile {
     pub read_timeout: Option<Text>,
     pub retries: Option<usize>,
     pub tls: Option<bool>,
+    pub tls_verify: Option<bool>,
     pub sni: Option<String>,
     pub host: Option<String>,
 }
@@ -226,6 +261,14 @@ pub struct RouteFile {
     pub rate_limit: Option<StrOrList>,
     #[serde(default)]
     pub cache: Option<RouteCacheFile>,
+    #[serde(default)]
+    pub request_headers: Option<HeaderTransformFile>,
+    #[serde(default)]
+    pub response_headers: Option<HeaderTransformFile>,
+    #[serde(default)]
+    pub cors: Option<CorsFile>,
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

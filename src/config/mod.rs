@@ -11,6 +11,7 @@ mod redact;
 pub mod units;
 mod validate;
 mod validate_auth;
+mod validate_edge;
 mod validate_limits;
 
 pub use env::{substitute, EnvError};

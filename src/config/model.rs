@@ -39,6 +39,57 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub idle_timeout: Duration,
+    pub tls: Option<TlsConfig>,
+    /// HTTP/2 over cleartext (prior knowledge) on the plain listeners.
+    pub h2c: bool,
+    pub limits: Limits,
+    /// PEM bundle trusted for upstream TLS instead of the system roots.
+    pub upstream_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: String,
+    pub key: String,
+}
+
+/// What a client may make gatehouse hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_body: u64,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub max_uri_bytes: usize,
+}
+
+/// A header value with `${request_id}`, `${client_ip}`, `${route}` and
+/// `${claim.NAME}` placeholders.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePart {
+    Text(String),
+    RequestId,
+    ClientIp,
+    Route,
+    Claim(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeaderTransform {
+    pub set: Vec<(HeaderName, Vec<TemplatePart>)>,
+    pub add: Vec<(HeaderName, Vec<TemplatePart>)>,
+    pub remove: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), or `*` for any.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<Method>,
+    pub allow_headers: Vec<HeaderName>,
+    pub expose_headers: Vec<HeaderName>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
 }
 
 #[derive(Clone, PartialEq)]
@@ -150,6 +201,8 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     pub retries: usize,
     pub tls: bool,
+    /// Verify the upstream's certificate and host name (default true).
+    pub tls_verify: bool,
     pub sni: String,
     /// `Host` sent upstream instead of the client's.
     pub host: Option<String>,
@@ -188,6 +241,11 @@ pub struct RouteConfig {
     /// `Some` when responses of this route are cached; the route's TTL
     /// for responses that give no freshness (else `cache.default_ttl`).
     pub cache: Option<Option<Duration>>,
+    pub request_headers: HeaderTransform,
+    pub response_headers: HeaderTransform,
+    pub cors: Option<CorsConfig>,
+    /// Proxy `Upgrade: websocket` handshakes (off: the upgrade is refused).
+    pub websocket: bool,
 }
 
 pub use jsonwebtoken::Algorithm;

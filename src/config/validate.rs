@@ -71,7 +71,7 @@ impl Errs {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
 pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Config {
-    let server = server(&f.server, errs);
+    let server = server(&f.server, base, errs);
     let admin = f.admin.as_ref().and_then(|a| {
         let listen = errs.addr("admin.listen", &a.listen)?;
         if server.listen.contains(&listen) {
@@ -124,7 +124,8 @@ pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Confi
     }
 }
 
-fn server(s: &ServerFile, errs: &mut Errs) -> ServerConfig {
+fn server(s: &ServerFile, base: &std::path::Path, errs: &mut Errs) -> ServerConfig {
+    let edge = super::validate_edge::server_edge(s, base, errs);
     let listen_src = s
         .listen
         .clone()
@@ -187,6 +188,10 @@ fn server(s: &ServerFile, errs: &mut Errs) -> ServerConfig {
             &s.idle_timeout,
             Duration::from_secs(60),
         ),
+        tls: edge.tls,
+        h2c: edge.h2c,
+        limits: edge.limits,
+        upstream_ca: edge.upstream_ca,
     }
 }
 
@@ -330,6 +335,7 @@ fn upstream(path: &str, u: &UpstreamFile, errs: &mut Errs) -> Option<UpstreamCon
         ),
         retries: u.retries.unwrap_or(1),
         tls,
+        tls_verify: u.tls_verify.unwrap_or(true),
         sni: u.sni.clone().unwrap_or_default(),
         host,
     };
@@ -547,6 +553,17 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
             )
         })),
     };
+    let edge = |key: &str, t: &Option<HeaderTransformFile>, errs: &mut Errs| {
+        t.as_ref()
+            .map(|t| super::validate_edge::transform(&format!("{path}.{key}"), t, errs))
+            .unwrap_or_default()
+    };
+    let request_headers = edge("request_headers", &r.request_headers, errs);
+    let response_headers = edge("response_headers", &r.response_headers, errs);
+    let cors = r
+        .cors
+        .as_ref()
+        .map(|c| super::validate_edge::cors(&format!("{path}.cors"), c, errs));
     let cfg = RouteConfig {
         name: r.name.clone(),
         matcher: MatchConfig {
@@ -572,6 +589,10 @@ fn route(path: &str, r: &RouteFile, f: &FileConfig, errs: &mut Errs) -> Option<R
         auth,
         rate_limits,
         cache,
+        request_headers,
+        response_headers,
+        cors,
+        websocket: r.websocket,
     };
     (errs.0.len() == before).then_some(cfg)
 }

@@ -4,4 +4,6 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cors;
+pub mod headers;
 pub mod rate_limit;

@@ -37,6 +37,8 @@ pub struct RequestCtx {
     pub normalized_path: Option<String>,
     /// The request target to send upstream when it differs from the client's.
     pub upstream_uri: Option<http::Uri>,
+    /// Request body bytes received so far.
+    pub body_bytes: u64,
     /// Upstream attempts made so far.
     pub attempts: usize,
     /// Targets that failed to connect during this request.
@@ -80,6 +82,7 @@ impl Default for RequestCtx {
             route: None,
             normalized_path: None,
             upstream_uri: None,
+            body_bytes: 0,
             attempts: 0,
             failed: Vec::new(),
             last_connect_timed_out: false,

@@ -33,6 +33,14 @@ pub enum GatewayError {
     RateLimited(LimitState),
     /// A Redis-backed limit could not be checked and `on_error: deny`.
     RateLimitUnavailable,
+    /// Body over `server.max_body` (413).
+    PayloadTooLarge,
+    /// Request head over `server.max_header_bytes` (431).
+    HeadersTooLarge,
+    /// Request target over `server.max_uri_bytes` (414).
+    UriTooLong,
+    /// A CORS preflight from an origin the route does not allow (403).
+    CorsRejected,
 }
 
 impl GatewayError {
@@ -44,6 +52,10 @@ impl GatewayError {
             Auth(AuthDenied::Forbidden { .. }) => 403,
             RateLimited(_) => 429,
             RateLimitUnavailable => 503,
+            PayloadTooLarge => 413,
+            HeadersTooLarge => 431,
+            UriTooLong => 414,
+            CorsRejected => 403,
             Auth(AuthDenied::Unavailable) => 503,
             NotFound => 404,
             MethodNotAllowed(_) => 405,
@@ -73,6 +85,10 @@ impl GatewayError {
             Auth(AuthDenied::Unavailable) => "auth-unavailable",
             RateLimited(_) => "rate-limited",
             RateLimitUnavailable => "rate-limit-unavailable",
+            PayloadTooLarge => "payload-too-large",
+            HeadersTooLarge => "headers-too-large",
+            UriTooLong => "uri-too-long",
+            CorsRejected => "cors-origin-not-allowed",
         }
     }
 
@@ -83,6 +99,9 @@ impl GatewayError {
             403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            431 => "Request Header Fields Too Large",
             429 => "Too Many Requests",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
@@ -102,6 +121,10 @@ impl GatewayError {
             UpstreamTimeout => "The upstream did not respond in time.".into(),
             BadGateway => "The upstream connection failed.".into(),
             Internal => "The gateway failed to handle the request.".into(),
+            PayloadTooLarge => "The request body is larger than this gateway accepts.".into(),
+            HeadersTooLarge => "The request head is larger than this gateway accepts.".into(),
+            UriTooLong => "The request target is longer than this gateway accepts.".into(),
+            CorsRejected => "This origin is not allowed to call this route.".into(),
             AdminUnauthorized => "Admin writes need `Authorization: Bearer <admin.token>`.".into(),
             ReloadFailed(_) => {
                 "The config file has errors; the running config stays in force.".into()

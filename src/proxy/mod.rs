@@ -10,14 +10,18 @@
 
 mod caching;
 pub mod ctx;
+pub mod edge;
 pub mod errors;
 pub mod forward;
+mod limits;
 mod observe;
 mod policies;
 
 use crate::app::GatewayState;
+use crate::config::CorsConfig;
 use crate::config::HashKey;
 use crate::policy::cache::Outcome;
+use crate::policy::{cors, headers};
 use crate::router::normalize::normalize_path;
 use crate::router::{normalize_host, RouteOutcome, RouteRequest};
 use async_trait::async_trait;
@@ -30,6 +34,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use pingora::{Error, ErrorType, Result};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,9 +50,12 @@ struct Routed {
     upstream_uri: Option<http::Uri>,
 }
 
+/// Routes `req` as if its method were `method` (a CORS preflight is routed
+/// on the method it asks about).
 fn route_request(
     ctx: &RequestCtx,
     req: &RequestHeader,
+    method: &http::Method,
 ) -> std::result::Result<Routed, GatewayError> {
     let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
     let raw_path = req.uri.path();
@@ -63,7 +71,7 @@ fn route_request(
     let rreq = RouteRequest {
         host: host.as_deref(),
         path: &path,
-        method: &req.method,
+        method,
         headers: &req.headers,
     };
     let id = match snap.router.find(&rreq) {
@@ -104,7 +112,11 @@ fn route_request(
 
 /// Headers an error response still owes the client: the route's rate-limit
 /// state (a 429 has its own) and, on cached routes, `Cache-Status`.
-fn error_extras(err: &GatewayError, ctx: &mut RequestCtx) -> Vec<(&'static str, String)> {
+fn error_extras(
+    err: &GatewayError,
+    ctx: &mut RequestCtx,
+    req: &http::HeaderMap,
+) -> Vec<(&'static str, String)> {
     let mut extra = match (err, &ctx.rate_limit) {
         (GatewayError::RateLimited(_), _) | (_, None) => Vec::new(),
         (_, Some(state)) => state.headers(),
@@ -117,10 +129,38 @@ fn error_extras(err: &GatewayError, ctx: &mut RequestCtx) -> Vec<(&'static str, 
         ctx.cache_outcome = Some(outcome);
         extra.push(("cache-status", outcome.cache_status()));
     }
+    // Browsers can only read an error a CORS route allows them to.
+    if let Some(cfg) = ctx.route().and_then(|r| r.cors.as_ref()) {
+        extra.extend(cors::response_headers(cfg, cors::origin(req)));
+        extra.push(("vary", "Origin".into()));
+    }
     extra
 }
 
 impl Gateway {
+    /// Answers a CORS preflight for a route with `cors` (never proxied).
+    async fn preflight(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        cfg: &CorsConfig,
+    ) -> Result<bool> {
+        let origin = cors::origin(&session.req_header().headers)
+            .unwrap_or("")
+            .to_string();
+        if !cors::allowed(cfg, &origin) {
+            return self.fail(session, ctx, GatewayError::CorsRejected).await;
+        }
+        let mut resp = ResponseHeader::build(204, Some(8))?;
+        for (name, value) in cors::preflight_headers(cfg, &origin) {
+            resp.insert_header(name, value)?;
+        }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+        session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
+    }
+
     fn hash_key(&self, session: &Session, ctx: &RequestCtx, key: &HashKey) -> Vec<u8> {
         match key {
             HashKey::ClientIp => ctx
@@ -155,7 +195,7 @@ impl Gateway {
         err: GatewayError,
     ) -> Result<bool> {
         // A 401 on a limited route still shows the limit; a 429 shows its own.
-        let extra = error_extras(&err, ctx);
+        let extra = error_extras(&err, ctx, &session.req_header().headers);
         respond(session, &err, &ctx.request_id, &extra).await?;
         ctx.error = Some(err);
         Ok(true)
@@ -173,6 +213,27 @@ impl ProxyHttp for Gateway {
     /// No downstream modules: the default registers a (disabled) compression
     /// module whose per-request context costs allocations on every request.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// The head has been parsed: tell the [`edge::Edge`] deadline.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Some(signal) = prev.downcast_ref::<edge::HeadSignal>() {
+            signal.0.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Marks the connection as reused for the next request's deadline.
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        Some(Box::new(edge::Reused))
+    }
 
     async fn early_request_filter(
         &self,
@@ -208,7 +269,18 @@ impl ProxyHttp for Gateway {
             };
             ctx.client_ip = Some(forward::client_ip(peer, &xff, trusted));
         }
+        let limits = snap.config.server.limits;
         ctx.snapshot = Some(snap);
+        if let Err(e) = limits::check_head(session, &limits) {
+            // Oversized or ambiguous: answer (fail_to_proxy) and close.
+            let status = e.status();
+            ctx.error = Some(e);
+            session.set_keepalive(None);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "request refused by limits",
+            ));
+        }
         Ok(())
     }
 
@@ -218,7 +290,9 @@ impl ProxyHttp for Gateway {
         };
         // Before any policy: a client can never supply its own identity.
         forward::strip_identity_headers(session.req_header_mut(), &snap.identity_headers);
-        let routed = match route_request(ctx, session.req_header()) {
+        let req = session.req_header();
+        let preflight = cors::preflight_method(&req.method, &req.headers);
+        let routed = match route_request(ctx, req, preflight.as_ref().unwrap_or(&req.method)) {
             Ok(r) => r,
             Err(e) => return self.fail(session, ctx, e).await,
         };
@@ -227,6 +301,9 @@ impl ProxyHttp for Gateway {
         ctx.upstream_uri = routed.upstream_uri;
         session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
         let route = &snap.routes[routed.route];
+        if let (Some(_), Some(cfg)) = (&preflight, &route.cors) {
+            return self.preflight(session, ctx, cfg).await;
+        }
         caching::prepare(session.req_header_mut(), ctx, route);
         match policies::on_request(&self.state, session, ctx, &snap, route).await {
             Ok(()) => Ok(false),
@@ -286,6 +363,30 @@ impl ProxyHttp for Gateway {
         error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
     }
 
+    /// Bodies without a usable `Content-Length` (chunked) are counted as
+    /// they stream: past `max_body` the request is stopped, answered 413
+    /// (if nothing was sent yet) and the connection closed.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(b), Some(snap)) = (body.as_ref(), ctx.snapshot.as_ref()) {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > snap.config.server.limits.max_body {
+                ctx.error = Some(GatewayError::PayloadTooLarge);
+                session.set_keepalive(None);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over max_body",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -296,6 +397,7 @@ impl ProxyHttp for Gateway {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route"))?;
         let pool = route.upstream.clone();
         let timeout = route.timeout;
+        let websocket = route.websocket;
         let key = match pool.config.balance {
             crate::config::Balance::ConsistentHash => {
                 self.hash_key(session, ctx, &pool.config.hash_key)
@@ -309,7 +411,12 @@ impl ProxyHttp for Gateway {
                 ctx.upstream_start.get_or_insert_with(Instant::now);
                 ctx.target_guard = None;
                 ctx.target_guard = pool.track(addr);
-                Ok(Box::new(pool.peer(addr, timeout)))
+                let mut peer = pool.peer(addr, timeout);
+                if !websocket {
+                    peer.options.http_upstream_request_policy =
+                        HttpUpstreamRequestPolicy::deny_upgrades();
+                }
+                Ok(Box::new(peer))
             }
             None => {
                 let err = if ctx.failed.is_empty() {
@@ -407,11 +514,21 @@ impl ProxyHttp for Gateway {
             }
         }
         up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(route) = ctx.route() {
+            if let Some(host) = &route.upstream.config.host {
+                up.insert_header(http::header::HOST, host.as_str())?;
+            }
+            let vars = headers::Vars {
+                request_id: &ctx.request_id,
+                client_ip: ctx.client_ip,
+                route: &route.name,
+                claims: ctx.claims.as_deref(),
+            };
+            headers::apply_request(&route.request_headers, up, &vars)?;
+        }
+        // Last: identity from verified credentials wins over everything.
         for (name, value) in &ctx.identity_headers {
             up.insert_header(name.clone(), value.clone())?;
-        }
-        if let Some(host) = ctx.route().and_then(|r| r.upstream.config.host.clone()) {
-            up.insert_header(http::header::HOST, host)?;
         }
         Ok(())
     }
@@ -467,18 +584,48 @@ impl ProxyHttp for Gateway {
                 resp.insert_header(name, value)?;
             }
         }
+        if let Some(route) = ctx.route() {
+            let vars = headers::Vars {
+                request_id: &ctx.request_id,
+                client_ip: ctx.client_ip,
+                route: &route.name,
+                claims: ctx.claims.as_deref(),
+            };
+            headers::apply_response(&route.response_headers, resp, &vars)?;
+            if let Some(cfg) = &route.cors {
+                for (name, value) in
+                    cors::response_headers(cfg, cors::origin(&session.req_header().headers))
+                {
+                    resp.insert_header(name, value)?;
+                }
+                resp.append_header(http::header::VARY, "Origin")?;
+            }
+        }
         Ok(())
     }
 
     /// Decisions gatehouse made itself (no healthy target) and clients that
     /// went away are not worth an error-log line each; they are counted.
+    /// Refused client requests (limits, framing) are counted in metrics and
+    /// the access log, not worth an error line each.
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
-        matches!(ctx.error, Some(GatewayError::NoHealthyUpstream))
-            || (e.esource() == &pingora::ErrorSource::Downstream
-                && matches!(
-                    e.etype(),
-                    ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-                ))
+        matches!(
+            ctx.error,
+            Some(
+                GatewayError::NoHealthyUpstream
+                    | GatewayError::PayloadTooLarge
+                    | GatewayError::HeadersTooLarge
+                    | GatewayError::UriTooLong
+                    | GatewayError::BadRequest(_)
+            )
+        ) || matches!(
+            e.etype(),
+            ErrorType::Custom("InvalidChunk") | ErrorType::InvalidHTTPHeader
+        ) || (e.esource() == &pingora::ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ))
     }
 
     async fn fail_to_proxy(
@@ -504,7 +651,7 @@ impl ProxyHttp for Gateway {
                 ctx.request_id = forward::new_request_id();
             }
             session.set_keepalive(None);
-            let extra = error_extras(&err, ctx);
+            let extra = error_extras(&err, ctx, &session.req_header().headers);
             if let Err(werr) = respond(session, &err, &ctx.request_id, &extra).await {
                 log::debug!("could not send error response: {werr}");
             }

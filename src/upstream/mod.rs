@@ -115,6 +115,8 @@ fn health_check(cfg: &UpstreamConfig) -> Option<Box<dyn HealthCheck + Send + Syn
             c.consecutive_failure = h.unhealthy_after;
             c.peer_template.options.connection_timeout = Some(h.timeout);
             c.peer_template.options.total_connection_timeout = Some(h.timeout);
+            c.peer_template.options.verify_cert = cfg.tls_verify;
+            c.peer_template.options.verify_hostname = cfg.tls_verify;
             c
         }
         HealthKind::Http => {
@@ -133,6 +135,8 @@ fn health_check(cfg: &UpstreamConfig) -> Option<Box<dyn HealthCheck + Send + Syn
             c.peer_template.options.total_connection_timeout = Some(h.timeout);
             c.peer_template.options.read_timeout = Some(h.timeout);
             c.peer_template.options.write_timeout = Some(h.timeout);
+            c.peer_template.options.verify_cert = cfg.tls_verify;
+            c.peer_template.options.verify_hostname = cfg.tls_verify;
             // The path was validated at load.
             c.req.set_uri(h.path.parse().expect("validated path"));
             let expect = h.expect_status;
@@ -200,6 +204,10 @@ impl Pool {
         peer.options.read_timeout = Some(io_timeout);
         peer.options.write_timeout = Some(io_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if c.tls && !c.tls_verify {
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
         peer
     }
 

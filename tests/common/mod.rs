@@ -267,10 +267,51 @@ fn read_body(r: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Opti
     Some(body)
 }
 
+/// The `Sec-WebSocket-Accept` for a key (RFC 6455).
+fn ws_accept(key: &str) -> String {
+    use base64::Engine;
+    let mut h = sha1_smol::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.digest().bytes())
+}
+
 fn serve_conn(conn: TcpStream, state: Arc<UpstreamState>) {
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     while let Some((method, target, headers)) = read_head(&mut reader) {
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        if get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            // A WebSocket echo: answer 101, then send every byte back.
+            state.hits.fetch_add(1, Ordering::SeqCst);
+            state.requests.lock().unwrap().push(Recorded {
+                method: method.clone(),
+                target: target.clone(),
+                headers: headers.clone(),
+                body: Vec::new(),
+            });
+            let accept = ws_accept(&get("sec-websocket-key").unwrap_or_default());
+            let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+            if writer.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
         let Some(body) = read_body(&mut reader, &headers) else {
             return;
         };

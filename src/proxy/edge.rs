@@ -1,0 +1,85 @@
+//! A whole-head deadline in front of Pingora's HTTP/1 server.
+//!
+//! Pingora bounds each *read* of a request head (60 s, or the keep-alive
+//! timeout), not the whole head, so a client trickling one byte at a time
+//! could hold a connection forever (slowloris). `Edge` wraps the proxy's
+//! `HttpServerApp`: every request on a connection must deliver its complete
+//! head within `header_timeout` (plus `idle_timeout` on a reused keep-alive
+//! connection, which may idle first), else the connection is dropped. The
+//! proxy reports "head complete" through the connection user context,
+//! which Pingora hands to `ProxyHttp::on_connection_reuse` right after
+//! parsing the head and before `early_request_filter`.
+
+use super::Gateway;
+use crate::state::GatewayState;
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Set by the proxy once a request head has been parsed.
+pub struct HeadSignal(pub Arc<AtomicBool>);
+
+/// Left in the connection context after a request, so the next one on the
+/// same connection knows it may idle first.
+pub struct Reused;
+
+pub struct Edge {
+    pub proxy: Arc<HttpProxy<Gateway>>,
+    pub state: Arc<GatewayState>,
+}
+
+#[async_trait]
+impl HttpServerApp for Edge {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let snap = self.state.snapshots.load();
+        let server = &snap.config.server;
+        let reused = session
+            .take_connection_user_context()
+            .is_some_and(|c| c.is::<Reused>());
+        let budget = server.limits.header_timeout
+            + if reused {
+                server.idle_timeout
+            } else {
+                Default::default()
+            };
+        drop(snap);
+        let head = Arc::new(AtomicBool::new(false));
+        session.set_connection_user_context(Some(
+            Box::new(HeadSignal(head.clone())) as Box<dyn Any + Send + Sync>
+        ));
+        let deadline = async {
+            tokio::time::sleep(budget).await;
+            if head.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = self.proxy.process_new_http(session, shutdown) => result,
+            _ = deadline => {
+                log::debug!("request head not complete within {budget:?}: connection closed");
+                None
+            }
+        }
+    }
+
+    fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
+        self.proxy.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.proxy.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        self.proxy.http_cleanup().await
+    }
+}
