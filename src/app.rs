@@ -55,22 +55,12 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
     }
 }
 
-/// Builds (but does not run) the server for `config`.
 /// Builds (but does not run) the server for `config`. Fails only if the
 /// config cannot be compiled (keys that no longer parse, say).
 pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     let conf = server_conf(&config, &opts);
     let listen = config.server.listen.clone();
-    // TLS first: a bad certificate must fail before any socket is taken over.
-    let tls = match &config.server.tls {
-        None => None,
-        Some(t) => {
-            let mut settings = TlsSettings::intermediate(&t.cert, &t.key)
-                .map_err(|e| format!("server.tls: cannot use {} / {}: {e}", t.cert, t.key))?;
-            settings.enable_h2();
-            Some((t.listen, settings))
-        }
-    };
+    let tls_listen = config.server.tls.as_ref().map(|t| t.listen);
     let h2c = config.server.h2c;
     let admin = config.admin.clone();
     let (spawner, task_service) = crate::tasks::channel();
@@ -79,6 +69,18 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
         spawner,
         opts.config_path.clone(),
     )?);
+    // Everything fallible (certificates included) is done before the server
+    // exists, so a bad config never takes over the old process's sockets.
+    let tls = match (tls_listen, &state.tls) {
+        (Some(addr), Some(resolver)) => {
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| format!("server.tls: {e}"))?;
+            settings.set_cert_resolver(resolver.clone());
+            settings.enable_h2();
+            Some((addr, settings))
+        }
+        _ => None,
+    };
 
     let opt = Opt {
         upgrade: opts.upgrade,

@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod signals;
 pub mod state;
 pub mod tasks;
+pub mod tls;
 pub mod upstream;

@@ -5,8 +5,9 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::runtime::SnapshotHandle;
 use crate::tasks::Spawner;
+use crate::tls::CertResolver;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct GatewayState {
     pub snapshots: SnapshotHandle,
@@ -15,6 +16,8 @@ pub struct GatewayState {
     pub access_log: AccessLog,
     /// The file `reload` re-reads; `None` when started from text (demo).
     pub config_path: Option<PathBuf>,
+    /// The listener certificate, present when `server.tls` is set.
+    pub tls: Option<Arc<CertResolver>>,
     reload_lock: Mutex<()>,
 }
 
@@ -41,6 +44,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     check("server.pid_file", o.pid_file != n.pid_file);
     check("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
     check("server.grace_period", o.grace_period != n.grace_period);
+    check(
+        "server.tls.listen",
+        o.tls.as_ref().map(|t| t.listen) != n.tls.as_ref().map(|t| t.listen),
+    );
+    check("server.h2c", o.h2c != n.h2c);
+    check("server.upstream_ca", o.upstream_ca != n.upstream_ca);
     check("cache.max_size", old.cache.max_size != new.cache.max_size);
     check(
         "admin.listen",
@@ -58,12 +67,17 @@ impl GatewayState {
         let metrics = Metrics::new();
         let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
         let cache = crate::cache::Cache::new(config.cache.max_size);
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(CertResolver::load(&t.cert, &t.key)?)),
+            None => None,
+        };
         let state = GatewayState {
             cache,
             snapshots: SnapshotHandle::new(config, spawner)?,
             metrics,
             access_log,
             config_path,
+            tls,
             reload_lock: Mutex::new(()),
         };
         state.init_metric_labels();
@@ -135,8 +149,19 @@ impl GatewayState {
     pub fn apply(&self, cfg: Config) -> Result<ReloadReport, String> {
         let old = self.snapshots.load();
         let needs_upgrade = restart_only_changes(&old.config, &cfg);
+        // Certificates are re-read on every reload (renewals keep the same
+        // paths); a bad pair fails the reload before anything is swapped.
+        let cert = match (&self.tls, &cfg.server.tls) {
+            (Some(_), Some(t)) => Some(
+                crate::tls::load_pair(&t.cert, &t.key).map_err(|e| format!("server.tls: {e}"))?,
+            ),
+            _ => None,
+        };
         let logging = cfg.logging.clone();
         let snap = self.snapshots.replace(cfg)?;
+        if let (Some(resolver), Some(cert)) = (&self.tls, cert) {
+            resolver.store(cert);
+        }
         self.access_log.reconfigure(&logging);
         crate::logging::set_level(logging.level);
         self.init_metric_labels();

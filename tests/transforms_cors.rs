@@ -213,3 +213,35 @@ fn websocket_is_off_unless_the_route_allows_it() {
         "the upgrade was not forwarded"
     );
 }
+
+#[test]
+fn config_dump_shows_transforms_but_not_injected_credentials() {
+    let cfg = gatehouse::config::load_str(
+        r#"
+server: { listen: ["127.0.0.1:1"] }
+upstreams: { svc: { targets: ["127.0.0.1:2"] } }
+routes:
+  - name: r
+    upstream: svc
+    websocket: true
+    request_headers:
+      set: { Authorization: "Bearer upstream-secret-value", X-Trace: "${request_id}/${claim.sub}" }
+    cors: { allow_origins: ["https://app.example.com"] }
+"#,
+    )
+    .unwrap();
+    let dump = gatehouse::config::redacted_json(&cfg);
+    let text = dump.to_string();
+    assert!(!text.contains("upstream-secret-value"), "{text}");
+    let r = &dump["routes"][0];
+    assert_eq!(r["websocket"], true);
+    assert_eq!(
+        r["request_headers"]["set"],
+        serde_json::json!([
+            ["authorization", "<redacted>"],
+            ["x-trace", "${request_id}/${claim.sub}"]
+        ])
+    );
+    assert_eq!(r["cors"]["allow_origins"][0], "https://app.example.com");
+    assert_eq!(dump["server"]["max_body"], 10 * 1024 * 1024);
+}

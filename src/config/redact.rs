@@ -32,6 +32,7 @@ fn upstream(u: &UpstreamConfig) -> Value {
         "read_timeout": format_duration(u.read_timeout),
         "retries": u.retries,
         "tls": u.tls,
+        "tls_verify": u.tls_verify,
         "sni": u.sni,
         "host": u.host,
     })
@@ -64,6 +65,45 @@ fn auth(a: &AuthConfig) -> Value {
     }
 }
 
+/// Header names whose configured values are credentials (an upstream
+/// `Authorization` injected by a transform, say).
+fn sensitive_header(name: &str) -> bool {
+    name == "cookie"
+        || ["auth", "token", "secret", "key", "password", "session"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+fn template(name: &http::HeaderName, parts: &[TemplatePart]) -> Value {
+    if sensitive_header(name.as_str()) {
+        return Value::from(REDACTED);
+    }
+    let text: String = parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Text(t) => t.clone(),
+            TemplatePart::RequestId => "${request_id}".to_string(),
+            TemplatePart::ClientIp => "${client_ip}".to_string(),
+            TemplatePart::Route => "${route}".to_string(),
+            TemplatePart::Claim(c) => format!("${{claim.{c}}}"),
+        })
+        .collect();
+    Value::from(text)
+}
+
+fn transform(t: &HeaderTransform) -> Value {
+    let pairs = |v: &[(http::HeaderName, Vec<TemplatePart>)]| {
+        v.iter()
+            .map(|(n, p)| json!([n.as_str(), template(n, p)]))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "set": pairs(&t.set),
+        "add": pairs(&t.add),
+        "remove": t.remove.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+    })
+}
+
 fn route(r: &RouteConfig) -> Value {
     let m = &r.matcher;
     json!({
@@ -83,6 +123,17 @@ fn route(r: &RouteConfig) -> Value {
         "auth": r.auth.as_ref().map(|a| json!({"providers": a.providers, "scopes": a.scopes})),
         "rate_limit": r.rate_limits,
         "cache": r.cache.map(|ttl| json!({"ttl": ttl.map(format_duration)})),
+        "request_headers": transform(&r.request_headers),
+        "response_headers": transform(&r.response_headers),
+        "cors": r.cors.as_ref().map(|c| json!({
+            "allow_origins": c.allow_origins,
+            "allow_methods": c.allow_methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            "allow_headers": c.allow_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "expose_headers": c.expose_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "allow_credentials": c.allow_credentials,
+            "max_age": format_duration(c.max_age),
+        })),
+        "websocket": r.websocket,
     })
 }
 
@@ -99,6 +150,13 @@ pub fn redacted_json(c: &Config) -> Value {
             "grace_period": format_duration(s.grace_period),
             "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "idle_timeout": format_duration(s.idle_timeout),
+            "tls": s.tls.as_ref().map(|t| json!({"listen": t.listen.to_string(), "cert": t.cert, "key": t.key})),
+            "h2c": s.h2c,
+            "upstream_ca": s.upstream_ca,
+            "max_body": s.limits.max_body,
+            "max_header_bytes": s.limits.max_header_bytes,
+            "header_timeout": format_duration(s.limits.header_timeout),
+            "max_uri_bytes": s.limits.max_uri_bytes,
         },
         "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen.to_string(), "token": secret(&a.token)})),
         "logging": {

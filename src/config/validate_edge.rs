@@ -55,9 +55,17 @@ pub struct Edge {
 
 pub fn server_edge(s: &ServerFile, base: &Path, errs: &mut Errs) -> Edge {
     let tls = s.tls.as_ref().and_then(|t| {
+        let before = errs.0.len();
         let listen = errs.addr("server.tls.listen", &t.listen)?;
         let cert = readable(errs, "server.tls.cert", &t.cert, base, "CERTIFICATE");
         let key = readable(errs, "server.tls.key", &t.key, base, "PRIVATE KEY");
+        if errs.0.len() == before {
+            // Parse them as the listener will, so `-t` catches a key that
+            // does not belong to the certificate.
+            if let Err(e) = crate::tls::load_pair(&cert, &key) {
+                errs.push("server.tls.key", e);
+            }
+        }
         Some(TlsConfig { listen, cert, key })
     });
     let upstream_ca = s

@@ -16,14 +16,14 @@ pub mod forward;
 mod limits;
 mod observe;
 mod policies;
+mod route;
+mod upstream_request;
 
 use crate::app::GatewayState;
 use crate::config::CorsConfig;
 use crate::config::HashKey;
 use crate::policy::cache::Outcome;
 use crate::policy::{cors, headers};
-use crate::router::normalize::normalize_path;
-use crate::router::{normalize_host, RouteOutcome, RouteRequest};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{InflightGuard, RequestCtx};
@@ -36,78 +36,12 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use pingora::{Error, ErrorType, Result};
+use route::route_request;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Gateway {
     pub state: Arc<GatewayState>,
-}
-
-/// What routing decided, owned so the session can be mutated afterwards.
-struct Routed {
-    route: usize,
-    normalized: Option<String>,
-    upstream_uri: Option<http::Uri>,
-}
-
-/// Routes `req` as if its method were `method` (a CORS preflight is routed
-/// on the method it asks about).
-fn route_request(
-    ctx: &RequestCtx,
-    req: &RequestHeader,
-    method: &http::Method,
-) -> std::result::Result<Routed, GatewayError> {
-    let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
-    let raw_path = req.uri.path();
-    let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
-    let host_raw = match req.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    };
-    let host = host_raw.map(normalize_host);
-    let rreq = RouteRequest {
-        host: host.as_deref(),
-        path: &path,
-        method,
-        headers: &req.headers,
-    };
-    let id = match snap.router.find(&rreq) {
-        RouteOutcome::Matched(id) => id,
-        RouteOutcome::NotFound => return Err(GatewayError::NotFound),
-        RouteOutcome::MethodNotAllowed(m) => return Err(GatewayError::MethodNotAllowed(m)),
-    };
-    let route = &snap.routes[id];
-    let up_path = forward::upstream_path(
-        &path,
-        route.strip_prefix.as_deref(),
-        route.add_prefix.as_deref(),
-    );
-    // Rewrite the target when the path changed or the client used absolute form.
-    let upstream_uri =
-        if up_path != raw_path || req.uri.scheme().is_some() || req.uri.authority().is_some() {
-            let target = match req.uri.query() {
-                Some(q) => format!("{up_path}?{q}"),
-                None => up_path.into_owned(),
-            };
-            Some(
-                target
-                    .parse::<http::Uri>()
-                    .map_err(|_| GatewayError::BadRequest("The request target is invalid."))?,
-            )
-        } else {
-            None
-        };
-    Ok(Routed {
-        route: id,
-        normalized: match path {
-            std::borrow::Cow::Owned(p) => Some(p),
-            std::borrow::Cow::Borrowed(_) => None,
-        },
-        upstream_uri,
-    })
 }
 
 /// Headers an error response still owes the client: the route's rate-limit
@@ -460,77 +394,7 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(uri) = ctx.upstream_uri.take() {
-            up.set_uri(uri);
-        }
-        // X-Forwarded-For: the chain so far plus the peer.
-        if let Some(peer) = ctx.peer_ip {
-            let prior: Vec<&str> = session
-                .req_header()
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let peer = peer.to_string();
-            let xff = if prior.is_empty() {
-                peer
-            } else {
-                format!("{}, {peer}", prior.join(", "))
-            };
-            up.insert_header("x-forwarded-for", xff)?;
-        }
-        // Proto and Host are believed only from trusted proxies.
-        let req = session.req_header();
-        if !(ctx.peer_trusted
-            && ctx.cache_tag.is_none()
-            && req.headers.contains_key("x-forwarded-proto"))
-        {
-            let tls = session
-                .digest()
-                .and_then(|d| d.ssl_digest.as_ref())
-                .is_some();
-            up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-        }
-        if !(ctx.peer_trusted
-            && ctx.cache_tag.is_none()
-            && req.headers.contains_key("x-forwarded-host"))
-        {
-            let host = req
-                .uri
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .or_else(|| {
-                    req.headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(str::to_string)
-                });
-            match host {
-                Some(h) => up.insert_header("x-forwarded-host", h)?,
-                None => {
-                    up.remove_header("x-forwarded-host");
-                }
-            }
-        }
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(route) = ctx.route() {
-            if let Some(host) = &route.upstream.config.host {
-                up.insert_header(http::header::HOST, host.as_str())?;
-            }
-            let vars = headers::Vars {
-                request_id: &ctx.request_id,
-                client_ip: ctx.client_ip,
-                route: &route.name,
-                claims: ctx.claims.as_deref(),
-            };
-            headers::apply_request(&route.request_headers, up, &vars)?;
-        }
-        // Last: identity from verified credentials wins over everything.
-        for (name, value) in &ctx.identity_headers {
-            up.insert_header(name.clone(), value.clone())?;
-        }
-        Ok(())
+        upstream_request::prepare(session, up, ctx)
     }
 
     async fn upstream_response_filter(

@@ -1,0 +1,75 @@
+//! Routing one request: normalise, match, and work out the upstream target.
+
+use super::ctx::RequestCtx;
+use super::errors::GatewayError;
+use super::forward;
+use crate::router::normalize::normalize_path;
+use crate::router::{normalize_host, RouteOutcome, RouteRequest};
+use pingora::http::RequestHeader;
+
+/// What routing decided, owned so the session can be mutated afterwards.
+pub(super) struct Routed {
+    pub route: usize,
+    pub normalized: Option<String>,
+    pub upstream_uri: Option<http::Uri>,
+}
+
+/// Routes `req` as if its method were `method` (a CORS preflight is routed
+/// on the method it asks about).
+pub(super) fn route_request(
+    ctx: &RequestCtx,
+    req: &RequestHeader,
+    method: &http::Method,
+) -> std::result::Result<Routed, GatewayError> {
+    let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
+    let raw_path = req.uri.path();
+    let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
+    let host_raw = match req.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    };
+    let host = host_raw.map(normalize_host);
+    let rreq = RouteRequest {
+        host: host.as_deref(),
+        path: &path,
+        method,
+        headers: &req.headers,
+    };
+    let id = match snap.router.find(&rreq) {
+        RouteOutcome::Matched(id) => id,
+        RouteOutcome::NotFound => return Err(GatewayError::NotFound),
+        RouteOutcome::MethodNotAllowed(m) => return Err(GatewayError::MethodNotAllowed(m)),
+    };
+    let route = &snap.routes[id];
+    let up_path = forward::upstream_path(
+        &path,
+        route.strip_prefix.as_deref(),
+        route.add_prefix.as_deref(),
+    );
+    // Rewrite the target when the path changed or the client used absolute form.
+    let upstream_uri =
+        if up_path != raw_path || req.uri.scheme().is_some() || req.uri.authority().is_some() {
+            let target = match req.uri.query() {
+                Some(q) => format!("{up_path}?{q}"),
+                None => up_path.into_owned(),
+            };
+            Some(
+                target
+                    .parse::<http::Uri>()
+                    .map_err(|_| GatewayError::BadRequest("The request target is invalid."))?,
+            )
+        } else {
+            None
+        };
+    Ok(Routed {
+        route: id,
+        normalized: match path {
+            std::borrow::Cow::Owned(p) => Some(p),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+        upstream_uri,
+    })
+}

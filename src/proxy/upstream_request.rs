@@ -1,0 +1,86 @@
+//! The request head sent upstream: target, `X-Forwarded-*`, request id,
+//! the route's header transforms, and verified identity headers last.
+
+use super::ctx::RequestCtx;
+use crate::policy::headers;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+pub(super) fn prepare(
+    session: &Session,
+    up: &mut RequestHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    if let Some(uri) = ctx.upstream_uri.take() {
+        up.set_uri(uri);
+    }
+    // X-Forwarded-For: the chain so far plus the peer.
+    if let Some(peer) = ctx.peer_ip {
+        let prior: Vec<&str> = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let peer = peer.to_string();
+        let xff = if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+    }
+    // Proto and Host are believed only from trusted proxies.
+    let req = session.req_header();
+    if !(ctx.peer_trusted
+        && ctx.cache_tag.is_none()
+        && req.headers.contains_key("x-forwarded-proto"))
+    {
+        let tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some();
+        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    }
+    if !(ctx.peer_trusted
+        && ctx.cache_tag.is_none()
+        && req.headers.contains_key("x-forwarded-host"))
+    {
+        let host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        match host {
+            Some(h) => up.insert_header("x-forwarded-host", h)?,
+            None => {
+                up.remove_header("x-forwarded-host");
+            }
+        }
+    }
+    up.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if let Some(route) = ctx.route() {
+        if let Some(host) = &route.upstream.config.host {
+            up.insert_header(http::header::HOST, host.as_str())?;
+        }
+        let vars = headers::Vars {
+            request_id: &ctx.request_id,
+            client_ip: ctx.client_ip,
+            route: &route.name,
+            claims: ctx.claims.as_deref(),
+        };
+        headers::apply_request(&route.request_headers, up, &vars)?;
+    }
+    // Last: identity from verified credentials wins over everything.
+    for (name, value) in &ctx.identity_headers {
+        up.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
