@@ -40,6 +40,38 @@ fn lookup(c: &mut Criterion) {
                 black_box(router.find(&req))
             })
         });
+        let exact = format!(
+            "/svc{}/exact",
+            (1..=10)
+                .map(|k| n.saturating_sub(50) / 50 * 50 + k)
+                .find(|&k| k < n)
+                .unwrap_or(1)
+        );
+        g.bench_with_input(BenchmarkId::new("exact_hit", n), &n, |b, _| {
+            b.iter(|| {
+                let req = RouteRequest {
+                    host: None,
+                    path: black_box(&exact),
+                    method: &method,
+                    headers: &headers,
+                };
+                black_box(router.find(&req))
+            })
+        });
+        if n >= 50 {
+            let re = format!("/re{}/123", (n - 1) / 50 * 50);
+            g.bench_with_input(BenchmarkId::new("regex_hit", n), &n, |b, _| {
+                b.iter(|| {
+                    let req = RouteRequest {
+                        host: None,
+                        path: black_box(&re),
+                        method: &method,
+                        headers: &headers,
+                    };
+                    black_box(router.find(&req))
+                })
+            });
+        }
         g.bench_with_input(BenchmarkId::new("miss", n), &n, |b, _| {
             b.iter(|| {
                 let req = RouteRequest {

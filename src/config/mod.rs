@@ -18,7 +18,7 @@ pub use env::{substitute, EnvError};
 pub use error::{ConfigError, LoadError};
 pub use model::*;
 pub use redact::redacted_json;
-pub use validate::DEFAULT_LISTEN;
+pub use validate::{system_resolve, Resolve, DEFAULT_LISTEN};
 
 use position::Positions;
 use std::path::Path;
@@ -48,6 +48,18 @@ pub fn load_with(
     text: &str,
     base: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, LoadError> {
+    load_with_resolver(text, base, lookup, validate::system_resolve)
+}
+
+/// As [`load_with`], with host names in addresses resolved by `resolve`
+/// (a fuzzer or an offline config check passes one that never touches
+/// the network).
+pub fn load_with_resolver(
+    text: &str,
+    base: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    resolve: validate::Resolve,
 ) -> Result<Config, LoadError> {
     let text = env::substitute(text, lookup).map_err(|errs| LoadError::Invalid {
         errors: errs
@@ -86,7 +98,7 @@ pub fn load_with(
             }
         })?
     };
-    let mut errs = validate::Errs::default();
+    let mut errs = validate::Errs(Vec::new(), resolve);
     let config = validate::validate(parsed, base, &mut errs);
     if errs.0.is_empty() {
         Ok(config)

@@ -10,9 +10,23 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// Errors gathered during validation, each with its key path.
-#[derive(Default)]
-pub struct Errs(pub Vec<(String, String)>);
+/// Turns `host:port` into an address (the first one found).
+pub type Resolve = fn(&str) -> std::io::Result<Option<SocketAddr>>;
+
+/// The system resolver (`/etc/hosts`, DNS), used by default.
+pub fn system_resolve(s: &str) -> std::io::Result<Option<SocketAddr>> {
+    s.to_socket_addrs().map(|mut it| it.next())
+}
+
+/// Errors gathered during validation, each with its key path, and the
+/// resolver used for host names.
+pub struct Errs(pub Vec<(String, String)>, pub Resolve);
+
+impl Default for Errs {
+    fn default() -> Errs {
+        Errs(Vec::new(), system_resolve)
+    }
+}
 
 impl Errs {
     pub fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
@@ -54,7 +68,7 @@ impl Errs {
             self.push(path, format!("invalid address `{s}`: expected `host:port`"));
             return None;
         }
-        match s.to_socket_addrs().map(|mut it| it.next()) {
+        match (self.1)(s) {
             Ok(Some(a)) => Some(a),
             Ok(None) => {
                 self.push(path, format!("address `{s}` resolved to nothing"));

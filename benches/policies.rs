@@ -1,0 +1,131 @@
+//! Per-request policy work outside routing and auth (criterion):
+//! cache-key computation, header transforms, CORS headers, access-log
+//! line formatting. `cargo bench --bench policies`
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::cache::store::PurgeTag;
+use gatehouse::config::{AccessLogFormat, RouteConfig};
+use gatehouse::observability::access_log::AccessRecord;
+use gatehouse::policy::{cors, headers};
+use pingora::cache::key::CacheHashKey;
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+fn route() -> RouteConfig {
+    let cfg = gatehouse::config::load_str(
+        r#"
+upstreams: { u: { targets: ["127.0.0.1:1"] } }
+routes:
+  - name: orders
+    upstream: u
+    request_headers:
+      set: { X-Gateway: gatehouse, X-Trace: "${request_id}", X-Customer: "${claim.sub}@${client_ip}" }
+      add: { X-Route: "${route}" }
+      remove: [Cookie]
+    response_headers:
+      set: { Strict-Transport-Security: "max-age=31536000" }
+      remove: [Server, X-Powered-By]
+    cors:
+      allow_origins: ["https://app.example.com", "https://admin.example.com"]
+      expose_headers: [X-Request-Id]
+"#,
+    )
+    .unwrap();
+    cfg.routes[0].clone()
+}
+
+fn cache_key(c: &mut Criterion) {
+    let tag = PurgeTag {
+        host: "api.example.com".into(),
+        path: "/api/products/42".into(),
+        query: "fields=name,price".into(),
+    };
+    c.bench_function("cache_key/build_and_hash", |b| {
+        b.iter(|| {
+            let k = gatehouse::cache::key("http", black_box("products"), black_box(&tag));
+            black_box(k.combined_bin())
+        })
+    });
+}
+
+fn transforms(c: &mut Criterion) {
+    let r = route();
+    let claims: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"sub":"user-42","scope":"orders:read"}"#).unwrap();
+    let vars = headers::Vars {
+        request_id: "5f1c2a8e-8c1b-4f7e-9d1e-2b3c4d5e6f70",
+        client_ip: Some("203.0.113.7".parse().unwrap()),
+        route: "orders",
+        claims: Some(&claims),
+    };
+    let mut base = RequestHeader::build("GET", b"/orders/7", None).unwrap();
+    base.insert_header("host", "api.example.com").unwrap();
+    base.insert_header("cookie", "session=abc").unwrap();
+    base.insert_header("accept", "application/json").unwrap();
+    c.bench_function("header_transforms/request", |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut h| {
+                headers::apply_request(&r.request_headers, &mut h, &vars).unwrap();
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("server", "origin").unwrap();
+    resp.insert_header("content-type", "application/json")
+        .unwrap();
+    c.bench_function("header_transforms/response", |b| {
+        b.iter_batched(
+            || resp.clone(),
+            |mut h| {
+                headers::apply_response(&r.response_headers, &mut h, &vars).unwrap();
+                h
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let cfg = r.cors.clone().unwrap();
+    c.bench_function("cors/response_headers", |b| {
+        b.iter(|| {
+            black_box(cors::response_headers(
+                &cfg,
+                Some(black_box("https://admin.example.com")),
+            ))
+        })
+    });
+}
+
+fn access_log(c: &mut Criterion) {
+    let rec = AccessRecord {
+        ts: SystemTime::now(),
+        request_id: "5f1c2a8e-8c1b-4f7e-9d1e-2b3c4d5e6f70".into(),
+        client_ip: Some("203.0.113.7".parse().unwrap()),
+        method: http::Method::GET,
+        path: "/api/orders/7".into(),
+        status: 200,
+        route: Some(Arc::from("orders")),
+        upstream: Some(Arc::from("orders")),
+        target: Some("127.0.0.1:5003".parse().unwrap()),
+        duration_ms: 1.234,
+        upstream_ms: Some(0.987),
+        bytes_sent: 512,
+        cache: None,
+        user: Some("user-42".into()),
+        protocol: "HTTP/1.1",
+        referer: None,
+        user_agent: Some("curl/8.0".into()),
+    };
+    c.bench_function("access_log/json", |b| {
+        b.iter(|| black_box(black_box(&rec).format(AccessLogFormat::Json)))
+    });
+    c.bench_function("access_log/combined", |b| {
+        b.iter(|| black_box(black_box(&rec).format(AccessLogFormat::Combined)))
+    });
+}
+
+criterion_group!(benches, cache_key, transforms, access_log);
+criterion_main!(benches);
