@@ -24,6 +24,6 @@ for t in "${targets[@]}"; do
         echo "FUZZ TARGET $t FAILED" >&2
         exit 1
     }
-    runs=$(echo "$out" | grep -oE 'Done [0-9]+ runs in [0-9]+ second' | tail -1)
+    runs=$(echo "$out" | grep -oE "Done [0-9]+ runs in [0-9]+ second" | tail -1 || true)
     echo "$t: $runs(s), no crash"
 done

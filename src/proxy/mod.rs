@@ -444,9 +444,7 @@ impl ProxyHttp for Gateway {
             caching::add_status(resp, outcome)?;
         }
         if let Some(state) = &ctx.rate_limit {
-            for (name, value) in state.headers() {
-                resp.insert_header(name, value)?;
-            }
+            state.add_to(resp)?;
         }
         if let Some(route) = ctx.route() {
             let vars = headers::Vars {

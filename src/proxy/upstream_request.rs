@@ -3,6 +3,7 @@
 
 use super::ctx::RequestCtx;
 use crate::policy::headers;
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -17,19 +18,14 @@ pub(super) fn prepare(
     }
     // X-Forwarded-For: the chain so far plus the peer.
     if let Some(peer) = ctx.peer_ip {
-        let prior: Vec<&str> = session
-            .req_header()
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let peer = peer.to_string();
-        let xff = if prior.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", prior.join(", "))
-        };
+        let mut xff = String::with_capacity(48);
+        for v in session.req_header().headers.get_all("x-forwarded-for") {
+            if let Ok(v) = v.to_str() {
+                xff.push_str(v);
+                xff.push_str(", ");
+            }
+        }
+        super::forward::push_ip(&mut xff, peer);
         up.insert_header("x-forwarded-for", xff)?;
     }
     // Proto and Host are believed only from trusted proxies.
@@ -42,7 +38,10 @@ pub(super) fn prepare(
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .is_some();
-        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        up.insert_header(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        )?;
     }
     if !(ctx.peer_trusted
         && ctx.cache_tag.is_none()

@@ -51,6 +51,35 @@ impl LimitState {
         }
     }
 
+    /// Adds the same headers as [`LimitState::headers`] to a proxied
+    /// response, without the intermediate strings (numbers become header
+    /// values directly).
+    pub fn add_to(&self, resp: &mut pingora::http::ResponseHeader) -> pingora::Result<()> {
+        resp.insert_header("x-ratelimit-limit", http::HeaderValue::from(self.requests))?;
+        resp.insert_header(
+            "x-ratelimit-remaining",
+            http::HeaderValue::from(self.remaining),
+        )?;
+        resp.insert_header(
+            "x-ratelimit-reset",
+            http::HeaderValue::from(self.reset_secs),
+        )?;
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            self.limit, self.requests, self.window_secs
+        );
+        resp.insert_header("ratelimit-policy", policy)?;
+        let state = format!(
+            "\"{}\";r={};t={}",
+            self.limit, self.remaining, self.reset_secs
+        );
+        resp.insert_header("ratelimit", state)?;
+        if self.exceeded {
+            resp.insert_header("retry-after", http::HeaderValue::from(self.reset_secs))?;
+        }
+        Ok(())
+    }
+
     /// `X-RateLimit-*`, draft `RateLimit-Policy`/`RateLimit`, and on a
     /// refusal `Retry-After`.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -197,6 +226,19 @@ mod tests {
             remaining: requests.saturating_sub(count),
             reset_secs: reset,
             exceeded: count > requests,
+        }
+    }
+
+    #[test]
+    fn add_to_writes_what_headers_lists() {
+        for s in [st("a", 100, 10, 30), st("b", 10, 11, 5)] {
+            let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+            s.add_to(&mut resp).unwrap();
+            let want = s.headers();
+            assert_eq!(resp.headers.len(), want.len());
+            for (name, value) in want {
+                assert_eq!(resp.headers[name], value.as_str(), "{name}");
+            }
         }
     }
 
