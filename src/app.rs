@@ -10,6 +10,7 @@ use crate::proxy::Gateway;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -53,6 +54,19 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
         ca_file: s.upstream_ca.clone(),
         ..ServerConf::default()
     }
+}
+
+/// Read buffer of each client connection. Pingora's default is 64 KiB,
+/// zero-filled, so every open connection costs 64 KiB of RSS however small
+/// its requests: 63 MiB at 1,000 connections. 16 KiB (nginx reads request
+/// heads in 1-8 KiB buffers) keeps large bodies at a few reads each.
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
+
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::new(
+        CLIENT_READ_BUFFER,
+        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
+    )
 }
 
 /// Builds (but does not run) the server for `config`. Fails only if the
@@ -103,10 +117,14 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     };
     let mut proxy = Service::new("gatehouse proxy".to_string(), edge);
     for addr in &listen {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
     if let Some((addr, settings)) = tls {
-        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.to_string())
+                .tls(settings)
+                .l4_buffer(client_buffers()),
+        );
     }
     server.add_service(proxy);
     server.add_service(background_service("tasks", task_service));

@@ -129,12 +129,12 @@ class Proc:
                 self.p.wait()
 
 
-def nginx_conf(work, name, body):
+def nginx_conf(work, name, body, workers=1):
     pid = os.path.join(work, f"{name}.pid")
     return f"""
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 pid {pid};
 error_log {work}/{name}.error.log error;
 events {{ worker_connections 4096; }}
@@ -160,21 +160,21 @@ def upstream_conf(work):
     return nginx_conf(work, "upstream", servers)
 
 
-def proxy_conf(work):
+def proxy_conf(work, workers=1):
     ups = "\n".join(f"    upstream {n} {{ server 127.0.0.1:{p}; keepalive 128; }}" for n, _, p in ROUTES)
     locs = "\n".join(
         f"""        location {prefix}/ {{ proxy_pass http://{n}; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }}"""
         for n, prefix, _ in ROUTES
     )
-    return nginx_conf(work, "proxy", f"{ups}\n    server {{\n        listen 127.0.0.1:{PROXY_PORT};\n{locs}\n    }}")
+    return nginx_conf(work, "proxy", f"{ups}\n    server {{\n        listen 127.0.0.1:{PROXY_PORT};\n{locs}\n    }}", workers)
 
 
-def gatehouse_conf(work, variant):
+def gatehouse_conf(work, variant, threads=1, work_stealing=False):
     lines = [
         "server:",
         f'  listen: ["127.0.0.1:{PROXY_PORT}"]',
-        "  threads: 1",
-        "  work_stealing: false",
+        f"  threads: {threads}",
+        f"  work_stealing: {'true' if work_stealing else 'false'}",
         f'  pid_file: "{work}/gh.pid"',
         f'  upgrade_sock: "{work}/gh.sock"',
         "logging:",
@@ -281,6 +281,9 @@ def main():
     ap.add_argument("--rss-conns", type=int, default=1000, help="connections for the RSS run (0: skip)")
     ap.add_argument("--fixed-rate", action="store_true", help="also run oha at 50%% of nginx's max rate")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--threads", type=int, default=1, help="gatehouse server.threads (and nginx worker_processes)")
+    ap.add_argument("--work-stealing", action="store_true", help="gatehouse server.work_stealing: true")
+    ap.add_argument("--sut-cpus", default="1", help="CPUs the proxy under test may use (taskset list)")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="gh-bench-")
@@ -293,7 +296,7 @@ def main():
         up = Proc("upstream nginx", ["nginx", "-p", work, "-c", f"{work}/upstream.conf"], 1, UP_PORTS[0])
         procs.append(up)
         with open(os.path.join(work, "proxy.conf"), "w") as f:
-            f.write(proxy_conf(work))
+            f.write(proxy_conf(work, args.threads))
         tok = token()
         targets = args.targets.split(",")
         url = f"http://127.0.0.1:{PROXY_PORT}"
@@ -304,9 +307,9 @@ def main():
 
         def start(t):
             if t == "nginx":
-                return Proc("nginx proxy", ["nginx", "-p", work, "-c", f"{work}/proxy.conf"], 1, PROXY_PORT)
-            conf = gatehouse_conf(work, t)
-            return Proc(f"gatehouse {t}", [args.binary, "-c", conf], 1, PROXY_PORT)
+                return Proc("nginx proxy", ["nginx", "-p", work, "-c", f"{work}/proxy.conf"], args.sut_cpus, PROXY_PORT)
+            conf = gatehouse_conf(work, t, args.threads, args.work_stealing)
+            return Proc(f"gatehouse {t}", [args.binary, "-c", conf], args.sut_cpus, PROXY_PORT)
 
         for rnd in range(args.rounds):
             for t in targets:
