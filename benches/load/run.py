@@ -180,20 +180,24 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False):
         "logging:",
         "  level: error",
     ]
-    if variant == "policies":
+    # "policies": JWT + rate limit + metrics (admin listener) + JSON access
+    # log to a file; "policies_quiet": the same without metrics and log;
+    # "observed": routing only, with metrics and the access log.
+    if variant in ("policies", "observed"):
         lines += [f'  access_log: "{work}/access.log"', "  format: json"]
         lines += [f'admin: {{ listen: "127.0.0.1:{ADMIN_PORT}" }}']
-        lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}" }}']
-        lines += ["rate_limits:", "  generous: { requests: 100000000, per: 1s, key: client_ip }"]
     else:
         lines += ["  access_log: off"]
+    if variant.startswith("policies"):
+        lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}" }}']
+        lines += ["rate_limits:", "  generous: { requests: 100000000, per: 1s, key: client_ip }"]
     lines += ["upstreams:"]
     for n, _, p in ROUTES:
         lines.append(f'  {n}: {{ targets: ["127.0.0.1:{p}"] }}')
     lines += ["routes:"]
     for n, prefix, _ in ROUTES:
         extra = ""
-        if variant == "policies":
+        if variant.startswith("policies"):
             extra = ", auth: jwt, rate_limit: generous"
         if variant == "cache":
             extra = ", cache: { ttl: 1h }"
@@ -301,8 +305,9 @@ def main():
         targets = args.targets.split(",")
         url = f"http://127.0.0.1:{PROXY_PORT}"
         paths = {"nginx": "/api/orders/7", "routing": "/api/orders/7", "policies": "/api/orders/7",
+                 "policies_quiet": "/api/orders/7", "observed": "/api/orders/7",
                  "cache": "/api/products/42", "routes10k": "/api/orders/7"}
-        headers = {"policies": [f"Authorization: Bearer {tok}"]}
+        headers = {"policies": [f"Authorization: Bearer {tok}"], "policies_quiet": [f"Authorization: Bearer {tok}"]}
         results = {t: [] for t in targets}
 
         def start(t):
