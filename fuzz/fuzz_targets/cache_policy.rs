@@ -18,8 +18,18 @@ struct Input {
 }
 
 const NAMES: &[&str] = &[
-    "cache-control", "expires", "date", "vary", "pragma", "set-cookie", "age",
-    "authorization", "accept-encoding", "content-type", "etag", "last-modified",
+    "cache-control",
+    "expires",
+    "date",
+    "vary",
+    "pragma",
+    "set-cookie",
+    "age",
+    "authorization",
+    "accept-encoding",
+    "content-type",
+    "etag",
+    "last-modified",
 ];
 
 fuzz_target!(|input: Input| {
@@ -54,9 +64,15 @@ fuzz_target!(|input: Input| {
         let has = |d: &str| directives.iter().any(|x| x == d);
         assert!(!has("no-store"), "stored despite no-store: {cc}");
         assert!(!has("private"), "stored despite private: {cc}");
-        assert!(!resp.headers.contains_key("set-cookie"), "stored a Set-Cookie response");
+        assert!(
+            !resp.headers.contains_key("set-cookie"),
+            "stored a Set-Cookie response"
+        );
         if input.authenticated {
-            assert!(has("public") || has("s-maxage") || has("must-revalidate"), "stored an authenticated answer: {cc}");
+            assert!(
+                has("public") || has("s-maxage") || has("must-revalidate"),
+                "stored an authenticated answer: {cc}"
+            );
         }
     }
 });

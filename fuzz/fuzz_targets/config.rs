@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let env = |name: &str| (name == "SECRET").then(|| "0123456789abcdef0123456789abcdef".to_string());
+    let env =
+        |name: &str| (name == "SECRET").then(|| "0123456789abcdef0123456789abcdef".to_string());
     match gatehouse::config::load_with_resolver(text, Path::new("/nonexistent"), &env, offline) {
         Ok(cfg) => {
             // A valid config compiles into a router and redacts.

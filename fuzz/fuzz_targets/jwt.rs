@@ -71,16 +71,28 @@ fn b64(b: &[u8]) -> String {
 
 fn check_accepted(token: &str, claims: &serde_json::Map<String, serde_json::Value>) {
     let (alg, _) = parse_header(token).expect("accepted tokens parse");
-    assert!(matches!(alg, Algorithm::HS256 | Algorithm::HS384), "{alg:?}");
-    assert_eq!(claims.get("iss").and_then(|v| v.as_str()), Some("https://issuer.test"));
+    assert!(
+        matches!(alg, Algorithm::HS256 | Algorithm::HS384),
+        "{alg:?}"
+    );
+    assert_eq!(
+        claims.get("iss").and_then(|v| v.as_str()),
+        Some("https://issuer.test")
+    );
     let aud_ok = match claims.get("aud") {
         Some(serde_json::Value::String(a)) => a == "api",
         Some(serde_json::Value::Array(v)) => v.iter().any(|a| a.as_str() == Some("api")),
         _ => false,
     };
     assert!(aud_ok, "{claims:?}");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as f64;
-    let exp = claims.get("exp").and_then(|v| v.as_f64()).expect("exp required");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    let exp = claims
+        .get("exp")
+        .and_then(|v| v.as_f64())
+        .expect("exp required");
     assert!(exp + 30.0 >= now, "expired token accepted: {claims:?}");
     let (message, sig) = token.rsplit_once('.').unwrap();
     let key = jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap();
@@ -95,14 +107,23 @@ fuzz_target!(|input: Input| {
             header,
             payload,
             signature,
-        } => format!("{}.{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()), b64(&signature)),
+        } => format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes()),
+            b64(&signature)
+        ),
         Input::Signed {
             header,
             payload,
             hs384,
         } => {
             let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-            let alg = if hs384 { Algorithm::HS384 } else { Algorithm::HS256 };
+            let alg = if hs384 {
+                Algorithm::HS384
+            } else {
+                Algorithm::HS256
+            };
             let key = EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
             let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, alg).unwrap();
             format!("{message}.{sig}")

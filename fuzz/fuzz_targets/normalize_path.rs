@@ -25,9 +25,14 @@ fuzz_target!(|data: &[u8]| {
     let b = out.as_bytes();
     for (i, _) in out.match_indices('%') {
         let hex = &b[i + 1..i + 3];
-        assert!(hex.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)));
+        assert!(hex
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)));
         let v = u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap();
-        assert!(!(v.is_ascii_alphanumeric() || b"-._~".contains(&v)), "{path:?} -> {out:?}");
+        assert!(
+            !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)),
+            "{path:?} -> {out:?}"
+        );
     }
     // Idempotent: normalising again changes nothing.
     let again = normalize_path(&out).expect("a normalised path normalises");

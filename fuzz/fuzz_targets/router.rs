@@ -12,13 +12,44 @@ use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
-const HOSTS: &[&str] = &["api.example.com", "a.b.example.com", "*.example.com", "*.b.example.com", "*.com"];
-const PATHS: &[&str] = &["/", "/api", "/api/users", "/api/users/7", "/a/b", "/static/x.json"];
-const PREFIXES: &[&str] = &["/", "/api", "/api/", "/api/users", "/a", "/static", "/api/users/7"];
+const HOSTS: &[&str] = &[
+    "api.example.com",
+    "a.b.example.com",
+    "*.example.com",
+    "*.b.example.com",
+    "*.com",
+];
+const PATHS: &[&str] = &[
+    "/",
+    "/api",
+    "/api/users",
+    "/api/users/7",
+    "/a/b",
+    "/static/x.json",
+];
+const PREFIXES: &[&str] = &[
+    "/",
+    "/api",
+    "/api/",
+    "/api/users",
+    "/a",
+    "/static",
+    "/api/users/7",
+];
 const REGEXES: &[&str] = &["^/api/users/[0-9]+$", "/v[12]/", "\\.json$", "^/a", "users"];
 const METHODS: &[&str] = &["GET", "POST", "DELETE"];
-const SEGMENTS: &[&str] = &["api", "users", "7", "a", "b", "v1", "x.json", "static", "API", "v2", "", ".."];
-const REQ_HOSTS: &[&str] = &["api.example.com", "a.b.example.com", "x.a.b.example.com", "example.com", "API.Example.com:8080", "other.org", "b.example.com"];
+const SEGMENTS: &[&str] = &[
+    "api", "users", "7", "a", "b", "v1", "x.json", "static", "API", "v2", "", "..",
+];
+const REQ_HOSTS: &[&str] = &[
+    "api.example.com",
+    "a.b.example.com",
+    "x.a.b.example.com",
+    "example.com",
+    "API.Example.com:8080",
+    "other.org",
+    "b.example.com",
+];
 
 #[derive(Arbitrary, Debug)]
 struct RouteSpec {
@@ -60,21 +91,36 @@ fn yaml(routes: &[RouteSpec]) -> String {
         if let Some(p) = r.regex {
             m.push(format!("path_regex: '{}'", pick(REGEXES, p)));
         }
-        let methods: Vec<&str> = (0..3).filter(|b| r.methods & (1 << b) != 0).map(|b| METHODS[b]).collect();
+        let methods: Vec<&str> = (0..3)
+            .filter(|b| r.methods & (1 << b) != 0)
+            .map(|b| METHODS[b])
+            .collect();
         if !methods.is_empty() {
             m.push(format!("methods: [{}]", methods.join(", ")));
         }
         if let Some(v2) = r.header {
-            m.push(format!("headers: {{ X-Version: \"{}\" }}", if v2 { "v2" } else { "v1" }));
+            m.push(format!(
+                "headers: {{ X-Version: \"{}\" }}",
+                if v2 { "v2" } else { "v1" }
+            ));
         }
-        s.push_str(&format!("  - {{ name: r{i}, upstream: u, match: {{ {} }} }}\n", m.join(", ")));
+        s.push_str(&format!(
+            "  - {{ name: r{i}, upstream: u, match: {{ {} }} }}\n",
+            m.join(", ")
+        ));
     }
     s
 }
 
 fn prefix_matches(path: &str, prefix: &str) -> bool {
-    let prefix = if prefix.len() > 1 { prefix.trim_end_matches('/') } else { prefix };
-    prefix == "/" || (path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+    let prefix = if prefix.len() > 1 {
+        prefix.trim_end_matches('/')
+    } else {
+        prefix
+    };
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
 }
 
 /// Where a route sits in the documented order within one host group:
@@ -83,7 +129,9 @@ fn prefix_matches(path: &str, prefix: &str) -> bool {
 fn rank(r: &RouteConfig, path: &str) -> Option<(u8, usize)> {
     let m = &r.matcher;
     if m.path.as_deref().is_some_and(|p| p != path)
-        || m.path_prefix.as_deref().is_some_and(|p| !prefix_matches(path, p))
+        || m.path_prefix
+            .as_deref()
+            .is_some_and(|p| !prefix_matches(path, p))
         || m.path_regex.as_ref().is_some_and(|re| !re.is_match(path))
     {
         return None;
@@ -104,17 +152,30 @@ fn reference(routes: &[RouteConfig], req: &RouteRequest<'_>) -> RouteOutcome {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let any_host_routes = routes.iter().any(|r| r.matcher.host.is_some());
     if let (Some(host), true) = (req.host, any_host_routes) {
-        groups.push((0..routes.len()).filter(|&i| matches!(&routes[i].matcher.host, Some(HostMatch::Exact(h)) if h == host)).collect());
+        groups.push(
+            (0..routes.len())
+                .filter(
+                    |&i| matches!(&routes[i].matcher.host, Some(HostMatch::Exact(h)) if h == host),
+                )
+                .collect(),
+        );
         let mut rest = host;
         while let Some(dot) = rest.find('.') {
             rest = &rest[dot + 1..];
             groups.push((0..routes.len()).filter(|&i| matches!(&routes[i].matcher.host, Some(HostMatch::Wildcard(h)) if h == rest)).collect());
         }
     }
-    groups.push((0..routes.len()).filter(|&i| routes[i].matcher.host.is_none()).collect());
+    groups.push(
+        (0..routes.len())
+            .filter(|&i| routes[i].matcher.host.is_none())
+            .collect(),
+    );
     let mut allow: Vec<Method> = Vec::new();
     for g in groups {
-        let mut cands: Vec<((u8, usize), usize)> = g.iter().filter_map(|&i| rank(&routes[i], req.path).map(|k| (k, i))).collect();
+        let mut cands: Vec<((u8, usize), usize)> = g
+            .iter()
+            .filter_map(|&i| rank(&routes[i], req.path).map(|k| (k, i)))
+            .collect();
         cands.sort();
         for (_, i) in cands {
             let m = &routes[i].matcher;
@@ -143,7 +204,12 @@ fn offline(_: &str) -> std::io::Result<Option<std::net::SocketAddr>> {
 }
 
 fuzz_target!(|input: Input| {
-    let Ok(cfg) = gatehouse::config::load_with_resolver(&yaml(&input.routes), Path::new("."), &|_| None, offline) else {
+    let Ok(cfg) = gatehouse::config::load_with_resolver(
+        &yaml(&input.routes),
+        Path::new("."),
+        &|_| None,
+        offline,
+    ) else {
         return;
     };
     let router = Router::new(&cfg.routes);
@@ -158,13 +224,20 @@ fuzz_target!(|input: Input| {
     let Ok(path) = normalize_path(&raw) else {
         return;
     };
-    let host = input.host.map(|h| normalize_host(pick(REQ_HOSTS, h)).into_owned());
+    let host = input
+        .host
+        .map(|h| normalize_host(pick(REQ_HOSTS, h)).into_owned());
     let method = Method::from_bytes(pick(METHODS, input.method).as_bytes()).unwrap();
     let mut headers = HeaderMap::new();
     if let Some(v2) = input.header {
         headers.insert("x-version", if v2 { "v2" } else { "v1" }.parse().unwrap());
     }
-    let req = RouteRequest { host: host.as_deref(), path: &path, method: &method, headers: &headers };
+    let req = RouteRequest {
+        host: host.as_deref(),
+        path: &path,
+        method: &method,
+        headers: &headers,
+    };
     let got = router.find(&req);
     let want = reference(&cfg.routes, &req);
     assert_eq!(got, want, "request {} {host:?} {path}", method);
