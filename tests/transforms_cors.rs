@@ -18,6 +18,8 @@ server: {{ listen: ["{{listen}}"] }}
 upstreams: {{ svc: {{ targets: ["{}"] }} }}
 auth:
   hs: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}", forward_claims: {{ sub: X-User-Id }} }}
+rate_limits:
+  ws3: {{ requests: 3, per: 1m }}
 routes:
   - name: orders
     match: {{ path_prefix: /orders }}
@@ -45,7 +47,7 @@ routes:
     match: {{ path_prefix: /open }}
     upstream: svc
     cors: {{ allow_origins: ["*"] }}
-  - {{ name: ws, match: {{ path_prefix: /ws }}, upstream: svc, websocket: true, auth: hs }}
+  - {{ name: ws, match: {{ path_prefix: /ws }}, upstream: svc, websocket: true, auth: hs, rate_limit: ws3 }}
   - {{ name: nows, match: {{ path_prefix: /nows }}, upstream: svc }}
 "#,
         up.addr
@@ -200,6 +202,22 @@ fn websocket_echo_through_the_gateway() {
     // The handshake goes through auth like any request.
     let (_, head) = ws_connect(&gw, "/ws/chat", "");
     assert_eq!(head.status, 401);
+}
+
+#[test]
+fn websocket_handshakes_are_rate_limited() {
+    let (gw, _up) = env();
+    let auth = format!("Authorization: Bearer {}\r\n", token());
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let (s, head) = ws_connect(&gw, "/ws/chat", &auth);
+        assert_eq!(head.status, 101, "handshake {i}");
+        open.push(s);
+    }
+    let (_, head) = ws_connect(&gw, "/ws/chat", &auth);
+    assert_eq!(head.status, 429);
+    assert_eq!(head.header("x-ratelimit-remaining"), Some("0"));
+    assert!(head.header("retry-after").is_some());
 }
 
 #[test]
