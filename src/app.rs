@@ -166,10 +166,14 @@ impl ShutdownSignalWatch for ChannelShutdown {
 
 impl App {
     /// Runs until `signal` asks to stop.
+    /// Lines already queued for the access log are written before it returns
+    /// (Pingora's fast shutdown drops the runtimes without waiting).
     pub fn run(self, signal: Box<dyn ShutdownSignalWatch>) {
+        let state = self.state.clone();
         self.server.run(RunArgs {
             shutdown_signal: signal,
         });
+        state.access_log.flush();
     }
 
     /// Runs with the process signals of the real binary (see `signals`).

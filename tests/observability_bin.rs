@@ -98,8 +98,9 @@ fn credentials_never_reach_any_log() {
             &format!("Authorization: Bearer {secret}\r\nX-API-Key: api-key-material-123\r\nCookie: session=cookie-secret\r\n"),
         );
     }
-    b.signal(SIGINT);
-    b.wait(Duration::from_secs(10)).expect("exits on SIGINT");
+    // SIGTERM drains: every finished request has been logged before exit.
+    b.signal(SIGTERM);
+    b.wait(Duration::from_secs(10)).expect("exits on SIGTERM");
     let mut out = String::new();
     let mut err = String::new();
     use std::io::Read;
@@ -123,5 +124,46 @@ fn credentials_never_reach_any_log() {
     for s in [secret, "api-key-material-123", "cookie-secret"] {
         assert!(!out.contains(s), "{s} in access log");
         assert!(!err.contains(s), "{s} in error log");
+    }
+}
+
+#[test]
+fn sigint_still_writes_the_lines_of_finished_requests() {
+    let up = Upstream::start("svc");
+    let mut b = spawn_binary(
+        &format!(
+            "server: {{ listen: [\"{{listen}}\"] }}\n\
+             logging: {{ access_log: stdout, level: warn }}\n\
+             upstreams: {{ svc: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: svc }}]\n",
+            up.addr
+        ),
+        |c| {
+            c.stdout(Stdio::piped());
+        },
+    );
+    // One keep-alive connection: a request is logged before the next one on
+    // the same connection is read, so once the last answer arrives every
+    // earlier line is queued. SIGINT follows at once.
+    let c = client();
+    for i in 0..=20 {
+        let r = c.get(b.url(&format!("/fast/{i}"))).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().unwrap();
+    }
+    b.signal(SIGINT);
+    b.wait(Duration::from_secs(10)).expect("exits on SIGINT");
+    let mut out = String::new();
+    use std::io::Read;
+    b.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    for i in 0..20 {
+        assert!(
+            out.contains(&format!("\"path\":\"/fast/{i}\"")),
+            "/fast/{i} missing from: {out}"
+        );
     }
 }
