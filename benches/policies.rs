@@ -1,6 +1,6 @@
 //! Per-request policy work outside routing and auth (criterion):
 //! cache-key computation, header transforms, CORS headers, access-log
-//! line formatting. `cargo bench --bench policies`
+//! line formatting, request ids, metric recording. `cargo bench --bench policies`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatehouse::cache::store::PurgeTag;
@@ -127,5 +127,32 @@ fn access_log(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cache_key, transforms, access_log);
+/// Per-request bookkeeping: request id, and recording into a labelled
+/// metric family by label lookup versus through a child resolved once.
+fn bookkeeping(c: &mut Criterion) {
+    c.bench_function("request_id/new", |b| {
+        b.iter(gatehouse::proxy::forward::new_request_id)
+    });
+    let m = gatehouse::observability::metrics::Metrics::new();
+    c.bench_function("metrics/histogram_by_labels", |b| {
+        b.iter(|| {
+            m.request_duration
+                .with_label_values(&[black_box("orders")])
+                .observe(black_box(0.0012))
+        })
+    });
+    let child = m.route("orders", "orders");
+    c.bench_function("metrics/histogram_resolved_once", |b| {
+        b.iter(|| child.duration.observe(black_box(0.0012)))
+    });
+    c.bench_function("metrics/requests_counter_by_labels", |b| {
+        b.iter(|| {
+            m.requests
+                .with_label_values(&[black_box("orders"), "GET", m.status(black_box(200))])
+                .inc()
+        })
+    });
+}
+
+criterion_group!(benches, cache_key, transforms, access_log, bookkeeping);
 criterion_main!(benches);

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod netfmt;
 pub mod observability;
 pub mod policy;
 pub mod proxy;

@@ -7,6 +7,7 @@
 //! pools (health state and checks) and JWKS-URL providers (fetched keys).
 
 use crate::config::{Config, CorsConfig, HeaderTransform};
+use crate::observability::metrics::RouteMetrics;
 use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
 use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use http::HeaderName;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A route with its references resolved.
@@ -35,6 +36,8 @@ pub struct Route {
     pub response_headers: HeaderTransform,
     pub cors: Option<CorsConfig>,
     pub websocket: bool,
+    /// Filled on the route's first logged request.
+    pub metrics: OnceLock<RouteMetrics>,
 }
 
 pub struct Snapshot {
@@ -134,6 +137,7 @@ impl Snapshot {
                 response_headers: r.response_headers.clone(),
                 cors: r.cors.clone(),
                 websocket: r.websocket,
+                metrics: OnceLock::new(),
             })
             .collect();
         Ok(Snapshot {

@@ -9,6 +9,7 @@
 //! daemonises. `reopen` (on SIGUSR1) reopens the file for logrotate.
 
 use crate::config::{AccessLogFormat, AccessLogTarget, LoggingConfig};
+use crate::netfmt;
 use crate::observability::time;
 use prometheus::IntCounter;
 use serde::Serialize;
@@ -87,13 +88,13 @@ impl AccessRecord {
                 let line = JsonLine {
                     ts: time::rfc3339_millis(self.ts),
                     request_id: &self.request_id,
-                    client_ip: self.client_ip.map(|ip| ip.to_string()),
+                    client_ip: self.client_ip.map(netfmt::ip_text),
                     method: self.method.as_str(),
                     path: &self.path,
                     status: self.status,
                     route: self.route.as_deref(),
                     upstream: self.upstream.as_deref(),
-                    target: self.target.map(|t| t.to_string()),
+                    target: self.target.map(netfmt::socket_addr_text),
                     duration_ms: round3(self.duration_ms),
                     upstream_ms: self.upstream_ms.map(round3),
                     bytes_sent: self.bytes_sent,
@@ -104,7 +105,7 @@ impl AccessRecord {
             }
             AccessLogFormat::Combined => format!(
                 "{} - {} [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
-                self.client_ip.map_or("-".to_string(), |ip| ip.to_string()),
+                self.client_ip.map_or("-".to_string(), netfmt::ip_text),
                 self.user.as_deref().map_or("-".to_string(), clf_escape),
                 time::clf(self.ts),
                 clf_escape(self.method.as_str()),

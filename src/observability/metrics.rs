@@ -7,8 +7,8 @@
 use crate::runtime::Snapshot;
 use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric family gatehouse registers (besides `process_*`).
@@ -53,6 +53,14 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
     statuses: Vec<String>,
+}
+
+/// The label-less children one route records into on every request,
+/// resolved once per route and snapshot: `with_label_values` hashes the
+/// labels and takes the family's lock on every call.
+pub struct RouteMetrics {
+    pub duration: Histogram,
+    pub upstream_duration: Histogram,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -183,6 +191,14 @@ impl Metrics {
             m.config_reloads.with_label_values(&[result]);
         }
         m
+    }
+
+    /// The histograms of route `route` (upstream `upstream`).
+    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            duration: self.request_duration.with_label_values(&[route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[upstream]),
+        }
     }
 
     /// The label for a status code.

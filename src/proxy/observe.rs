@@ -33,18 +33,30 @@ pub fn record(state: &GatewayState, session: &Session, ctx: &mut RequestCtx) {
         m.requests
             .with_label_values(&[route_label, method_label(&req.method), m.status(status)])
             .inc();
-        m.request_duration
-            .with_label_values(&[route_label])
-            .observe(duration.as_secs_f64());
-        if let (Some(r), Some(target)) = (route, ctx.target) {
+        let route_metrics =
+            route.map(|r| r.metrics.get_or_init(|| m.route(&r.name, &r.upstream.name)));
+        match route_metrics {
+            Some(rm) => rm.duration.observe(duration.as_secs_f64()),
+            None => m
+                .request_duration
+                .with_label_values(&[route_label])
+                .observe(duration.as_secs_f64()),
+        }
+        if let (Some(r), Some(rm), Some(target)) = (route, route_metrics, ctx.target) {
             let up_status = ctx.upstream_status.unwrap_or(status);
+            let rendered;
+            let target_label = match &ctx.target_guard {
+                Some(g) => g.label(),
+                None => {
+                    rendered = crate::netfmt::socket_addr_text(target);
+                    &rendered
+                }
+            };
             m.upstream_requests
-                .with_label_values(&[&*r.upstream.name, &target.to_string(), m.status(up_status)])
+                .with_label_values(&[&*r.upstream.name, target_label, m.status(up_status)])
                 .inc();
             if let (Some(el), Some(_)) = (upstream_elapsed, ctx.upstream_status) {
-                m.upstream_duration
-                    .with_label_values(&[&*r.upstream.name])
-                    .observe(el.as_secs_f64());
+                rm.upstream_duration.observe(el.as_secs_f64());
             }
         }
     }

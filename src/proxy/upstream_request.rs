@@ -25,7 +25,7 @@ pub(super) fn prepare(
                 xff.push_str(", ");
             }
         }
-        super::forward::push_ip(&mut xff, peer);
+        crate::netfmt::push_ip(&mut xff, peer);
         up.insert_header("x-forwarded-for", xff)?;
     }
     // Proto and Host are believed only from trusted proxies.

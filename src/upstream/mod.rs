@@ -59,6 +59,13 @@ pub struct TargetGuard {
     idx: usize,
 }
 
+impl TargetGuard {
+    /// The target's address as text, for metric labels.
+    pub fn label(&self) -> &str {
+        &self.pool.labels[self.idx]
+    }
+}
+
 impl Drop for TargetGuard {
     fn drop(&mut self) {
         self.pool.inflight[self.idx].fetch_sub(1, Ordering::Relaxed);
@@ -72,6 +79,8 @@ pub struct Pool {
     backends: Vec<Backend>,
     /// Requests in flight per target (same order as `backends`).
     inflight: Vec<AtomicUsize>,
+    /// Each target's address as text (metric label), rendered once.
+    labels: Vec<Box<str>>,
     /// Set after the first health-check pass (or at once without checks),
     /// so `/ready` does not report targets as healthy before anyone looked.
     checked: AtomicBool,
@@ -176,6 +185,11 @@ impl Pool {
         Pool {
             name: Arc::from(name),
             inflight: backends.iter().map(|_| AtomicUsize::new(0)).collect(),
+            labels: config
+                .targets
+                .iter()
+                .map(|t| crate::netfmt::socket_addr_text(t.addr).into_boxed_str())
+                .collect(),
             checked: AtomicBool::new(config.health_check.is_none()),
             config: config.clone(),
             balancer,
