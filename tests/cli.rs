@@ -9,6 +9,13 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
+/// `gatehouse -c PATH -t`.
+fn check(path: &std::path::Path) -> Command {
+    let mut c = bin();
+    c.arg("-c").arg(path).arg("-t");
+    c
+}
+
 fn write(text: &str) -> tempfile::NamedTempFile {
     let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(f.path(), text).unwrap();
@@ -42,10 +49,7 @@ fn test_mode_reports_every_error_with_path_and_position() {
     let f = write(
         "server:\n  listen: [\"nope\"]\n  grace_period: 5\nupstreams:\n  empty: { targets: [] }\n  u: { targets: [\"127.0.0.1:1\"], connect_timeout: 3 parsecs }\nroutes:\n  - name: a\n    upstream: u\n  - name: a\n    upstream: missing\n    match: { path_regex: \"([\" }\n",
     );
-    let out = bin()
-        .args(["-c", f.path().to_str().unwrap(), "-t"])
-        .output()
-        .unwrap();
+    let out = check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -68,10 +72,7 @@ fn test_mode_reports_every_error_with_path_and_position() {
 #[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let f = write("upstreams:\n  u:\n    targets: [\"127.0.0.1:1\"]\n    bogus: 1\n");
-    let out = bin()
-        .args(["-c", f.path().to_str().unwrap(), "-t"])
-        .output()
-        .unwrap();
+    let out = check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -86,8 +87,7 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
     let f = write(
         "server:\n  listen: [\"127.0.0.1:${GH_TEST_PORT}\"]\n  threads: ${GH_TEST_THREADS:-2}\n",
     );
-    let out = bin()
-        .args(["-c", f.path().to_str().unwrap(), "-t"])
+    let out = check(f.path())
         .env("GH_TEST_PORT", "8181")
         .output()
         .unwrap();
@@ -96,11 +96,7 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = bin()
-        .args(["-c", f.path().to_str().unwrap(), "-t"])
-        .env_remove("GH_TEST_PORT")
-        .output()
-        .unwrap();
+    let out = check(f.path()).env_remove("GH_TEST_PORT").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -112,8 +108,7 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
 
 #[test]
 fn missing_file_is_one_clear_line() {
-    let out = bin()
-        .args(["-c", "/nonexistent/gatehouse.yaml", "-t"])
+    let out = check(std::path::Path::new("/nonexistent/gatehouse.yaml"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -129,10 +124,7 @@ fn missing_file_is_one_clear_line() {
 #[test]
 fn malformed_yaml_is_reported_with_position() {
     let f = write("server:\n  listen: [\"a\"\n  threads: 2\n");
-    let out = bin()
-        .args(["-c", f.path().to_str().unwrap(), "-t"])
-        .output()
-        .unwrap();
+    let out = check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line "), "{err}");

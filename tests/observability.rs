@@ -278,6 +278,17 @@ fn admin_api_lists_upstreams_and_redacts_config() {
     assert_eq!(r.status(), 405);
 }
 
+/// `inflight` of the first target of upstream `svc`, from `GET /upstreams`.
+fn target_inflight(gw: &Gateway) -> serde_json::Value {
+    let v: serde_json::Value = client()
+        .get(gw.admin_url("/upstreams"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["svc"]["targets"][0]["inflight"].clone()
+}
+
 #[test]
 fn upstream_inflight_is_visible_while_a_request_runs() {
     let env = setup("");
@@ -286,26 +297,14 @@ fn upstream_inflight_is_visible_while_a_request_runs() {
     let url = gw.url("/api/slow");
     let t = std::thread::spawn(move || client().get(url).send().unwrap().status());
     assert!(eventually(std::time::Duration::from_secs(3), || {
-        let v: serde_json::Value = client()
-            .get(gw.admin_url("/upstreams"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v["svc"]["targets"][0]["inflight"] == 1
+        target_inflight(gw) == 1
     }));
     assert!(metric(&scrape(gw), "gatehouse_inflight_requests", &[]) >= 1.0);
     assert_eq!(t.join().unwrap(), 200);
     // The count drops when the request's context ends, just after the
     // client has its response.
     assert!(eventually(std::time::Duration::from_secs(3), || {
-        let v: serde_json::Value = client()
-            .get(gw.admin_url("/upstreams"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v["svc"]["targets"][0]["inflight"] == 0
+        target_inflight(gw) == 0
     }));
 }
 

@@ -101,21 +101,8 @@ fn credentials_never_reach_any_log() {
     // SIGTERM drains: every finished request has been logged before exit.
     b.signal(SIGTERM);
     b.wait(Duration::from_secs(10)).expect("exits on SIGTERM");
-    let mut out = String::new();
-    let mut err = String::new();
-    use std::io::Read;
-    b.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    b.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let out = b.read_stdout();
+    let err = b.read_stderr();
     assert!(out.lines().count() >= 4, "access log: {out}");
     assert!(
         err.contains("Fail to proxy") || err.contains("ERROR"),
@@ -152,14 +139,7 @@ fn sigint_still_writes_the_lines_of_finished_requests() {
     }
     b.signal(SIGINT);
     b.wait(Duration::from_secs(10)).expect("exits on SIGINT");
-    let mut out = String::new();
-    use std::io::Read;
-    b.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let out = b.read_stdout();
     for i in 0..20 {
         assert!(
             out.contains(&format!("\"path\":\"/fast/{i}\"")),

@@ -11,6 +11,17 @@ fn gw_for(upstreams_yaml: &str) -> Gateway {
     ))
 }
 
+/// Three upstreams `u0`..`u2` and their addresses as a YAML flow list body.
+fn three_upstreams() -> (Vec<Upstream>, String) {
+    let ups: Vec<Upstream> = (0..3).map(|i| Upstream::start(&format!("u{i}"))).collect();
+    let targets = ups
+        .iter()
+        .map(|u| format!("\"{}\"", u.addr))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (ups, targets)
+}
+
 fn spread(gw: &Gateway, n: usize, header: Option<(&str, String)>) -> HashMap<String, usize> {
     let c = client();
     let mut counts = HashMap::new();
@@ -74,12 +85,7 @@ fn random_uses_every_target() {
 
 #[test]
 fn consistent_hash_is_stable_per_key_and_spreads_keys() {
-    let ups: Vec<Upstream> = (0..3).map(|i| Upstream::start(&format!("u{i}"))).collect();
-    let targets = ups
-        .iter()
-        .map(|u| format!("\"{}\"", u.addr))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (_ups, targets) = three_upstreams();
     let gw = gw_for(&format!(
         "  pool: {{ targets: [{targets}], balance: consistent_hash, hash_key: \"header:X-Tenant\" }}\n"
     ));
@@ -104,12 +110,7 @@ fn consistent_hash_is_stable_per_key_and_spreads_keys() {
 
 #[test]
 fn consistent_hash_on_path() {
-    let ups: Vec<Upstream> = (0..3).map(|i| Upstream::start(&format!("u{i}"))).collect();
-    let targets = ups
-        .iter()
-        .map(|u| format!("\"{}\"", u.addr))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (_ups, targets) = three_upstreams();
     let gw = gw_for(&format!(
         "  pool: {{ targets: [{targets}], balance: consistent_hash, hash_key: path }}\n"
     ));

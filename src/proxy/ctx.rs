@@ -4,6 +4,7 @@ use super::errors::GatewayError;
 use crate::cache::store::PurgeTag;
 use crate::policy::auth::token_cache::Claims;
 use crate::policy::cache::Outcome;
+use crate::policy::headers;
 use crate::policy::rate_limit::LimitState;
 use crate::runtime::{Route, Snapshot};
 use crate::upstream::TargetGuard;
@@ -109,5 +110,17 @@ impl RequestCtx {
     pub fn route(&self) -> Option<&Route> {
         let snap = self.snapshot.as_ref()?;
         snap.routes.get(self.route?)
+    }
+
+    /// The matched route and the values its header templates may use.
+    pub fn route_and_vars(&self) -> Option<(&Route, headers::Vars<'_>)> {
+        let route = self.route()?;
+        let vars = headers::Vars {
+            request_id: &self.request_id,
+            client_ip: self.client_ip,
+            route: &route.name,
+            claims: self.claims.as_deref(),
+        };
+        Some((route, vars))
     }
 }

@@ -446,13 +446,7 @@ impl ProxyHttp for Gateway {
         if let Some(state) = &ctx.rate_limit {
             state.add_to(resp)?;
         }
-        if let Some(route) = ctx.route() {
-            let vars = headers::Vars {
-                request_id: &ctx.request_id,
-                client_ip: ctx.client_ip,
-                route: &route.name,
-                claims: ctx.claims.as_deref(),
-            };
+        if let Some((route, vars)) = ctx.route_and_vars() {
             headers::apply_response(&route.response_headers, resp, &vars)?;
             if let Some(cfg) = &route.cors {
                 for (name, value) in

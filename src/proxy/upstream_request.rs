@@ -65,16 +65,10 @@ pub(super) fn prepare(
         }
     }
     up.insert_header("x-request-id", ctx.request_id.as_str())?;
-    if let Some(route) = ctx.route() {
+    if let Some((route, vars)) = ctx.route_and_vars() {
         if let Some(host) = &route.upstream.config.host {
             up.insert_header(http::header::HOST, host.as_str())?;
         }
-        let vars = headers::Vars {
-            request_id: &ctx.request_id,
-            client_ip: ctx.client_ip,
-            route: &route.name,
-            claims: ctx.claims.as_deref(),
-        };
         headers::apply_request(&route.request_headers, up, &vars)?;
     }
     // Last: identity from verified credentials wins over everything.

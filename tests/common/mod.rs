@@ -525,29 +525,9 @@ fn read_head_only(r: &mut BufReader<TcpStream>) -> Option<RawResponse> {
 }
 
 pub fn read_response(r: &mut BufReader<TcpStream>) -> Option<RawResponse> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let body = read_body_any(r, &headers);
-    Some(RawResponse {
-        status,
-        headers,
-        body,
-    })
+    let mut resp = read_head_only(r)?;
+    resp.body = read_body_any(r, &resp.headers);
+    Some(resp)
 }
 
 fn read_body_any(r: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Vec<u8> {
@@ -722,6 +702,20 @@ impl Binary {
     }
     pub fn signal(&self, sig: i32) {
         send_signal(self.child.id(), sig);
+    }
+    /// Everything the process wrote to its piped stdout (read to EOF).
+    pub fn read_stdout(&mut self) -> String {
+        let mut out = String::new();
+        let pipe = self.child.stdout.as_mut().expect("stdout piped");
+        std::io::Read::read_to_string(pipe, &mut out).unwrap();
+        out
+    }
+    /// Everything the process wrote to its piped stderr (read to EOF).
+    pub fn read_stderr(&mut self) -> String {
+        let mut err = String::new();
+        let pipe = self.child.stderr.as_mut().expect("stderr piped");
+        std::io::Read::read_to_string(pipe, &mut err).unwrap();
+        err
     }
     /// Waits for the process to exit (bounded); `None` if it did not.
     pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
