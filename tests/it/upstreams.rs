@@ -1,7 +1,6 @@
 //! Load balancing, health checks, failover and upstream errors.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! every rejection), JWKS file and URL, scopes, claims forwarding and
 //! anti-spoofing, API keys, any-of lists.
 
-mod common;
-use common::*;
+use crate::support::*;
 use jsonwebtoken::Algorithm::{self, *};
 use serde_json::json;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Header transforms, CORS and WebSocket through the real gateway.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! JWKS from a URL: start-up, rotation, unknown-kid floods, IdP outages,
 //! and URLs inside tokens that must never be fetched.
 
-mod common;
-use common::*;
+use crate::support::*;
 use jsonwebtoken::Algorithm::*;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! certificate reload), h2c, and HTTPS to upstreams with verification.
 //! Certificates are minted per test with rcgen; nothing is committed.
 
-mod common;
-use common::*;
+use crate::support::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

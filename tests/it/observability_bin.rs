@@ -1,7 +1,6 @@
 //! Observability through the real binary: logrotate, back-pressure, secrets.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Response caching through the real gateway (RFC 9111 / 9211).
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 
 struct Env {

@@ -1,8 +1,7 @@
 //! Hot reload in-process: what carries over, what restarts, and requests in
 //! flight finishing on the rules they started with.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 
 fn cfg(gw: &Gateway, text: &str) -> gatehouse::config::Config {

@@ -1,7 +1,6 @@
 //! Local rate limiting through the real gateway.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 
 fn env(limits: &str, route_extra: &str, server_extra: &str) -> (Gateway, Upstream) {

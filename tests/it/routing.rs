@@ -1,7 +1,6 @@
 //! Routing, normalisation and forwarding through a real gateway.
 
-mod common;
-use common::*;
+use crate::support::*;
 
 fn two_route_gateway(users: &Upstream, orders: &Upstream) -> Gateway {
     gateway(&format!(

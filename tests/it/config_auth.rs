@@ -1,7 +1,6 @@
 //! Validation of `auth` providers and route `auth` keys.
 
-mod common;
-use common::fixture;
+use crate::support::fixture;
 
 fn errors(auth: &str, route_auth: &str) -> Vec<String> {
     let text = format!(

@@ -1,8 +1,7 @@
 //! Protocol limits and ambiguous framing, over raw sockets, with a
 //! recording upstream that shows what got through.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! Metrics, access log, admin API.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::collections::HashSet;
 
 /// Fields drop in order: the gateway stops before its log directory goes.

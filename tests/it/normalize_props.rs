@@ -1,8 +1,7 @@
 //! Property tests: normalisation is idempotent and safe, and the path the
 //! gateway routes on is exactly the path the upstream receives.
 
-mod common;
-use common::*;
+use crate::support::*;
 use gatehouse::router::normalize::normalize_path;
 use proptest::prelude::*;
 

@@ -1,7 +1,6 @@
 //! The real binary: `-t`, errors, `--version`, `--help`, serving, signals.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -161,17 +160,16 @@ fn binary_serves_and_stops_on_sigint() {
     let r = get_raw(addr, "/api/hello?x=1", "");
     assert_eq!(r.status, 200);
     assert_eq!(up.last().target, "/hello?x=1");
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("did not exit on SIGINT");
+    send_signal(child.id(), SIGINT);
+    let status = wait_or_kill(&mut child, Duration::from_secs(10)).expect("did not exit on SIGINT");
     assert!(status.success() || status.code().is_none());
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+/// Waits for `child` to exit (bounded), killing it if it did not.
+fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {
         if let Some(s) = child.try_wait().unwrap() {
@@ -245,6 +243,6 @@ fn demo_answers_its_printed_curl_commands() {
             assert_eq!(r.header("content-type"), Some("application/json"), "{cmd}");
         }
     }
-    unsafe { libc_kill(child.id() as i32, 2) };
-    assert!(wait_exit(&mut child, Duration::from_secs(10)).is_some());
+    send_signal(child.id(), SIGINT);
+    assert!(wait_or_kill(&mut child, Duration::from_secs(10)).is_some());
 }

@@ -1,8 +1,7 @@
 //! Cluster-wide rate limiting through a real redis-server shared by two
 //! gateways, and what happens when Redis fails.
 
-mod common;
-use common::*;
+use crate::support::*;
 use std::time::Duration;
 
 fn gw(redis_url: &str, on_error: &str, up: &Upstream, requests: u32) -> Gateway {

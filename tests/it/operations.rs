@@ -1,13 +1,9 @@
 //! Operations on the real binary: zero-downtime upgrade under load, hot
 //! reload, graceful shutdown, daemon mode, reload leak check, systemd unit.
 
-mod common;
-use common::*;
-use std::io::{BufReader, Write};
+use crate::support::*;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
@@ -34,126 +30,6 @@ routes:
     )
 }
 
-/// Continuous load: keep-alive connections and fresh connections, counting
-/// successes and failures. A request on a reused keep-alive connection that
-/// the server closed before sending any byte is retried once on a new
-/// connection, as real clients do; every other failure counts.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn request(stream: &mut TcpStream, close: bool) -> Result<u16, (bool, String)> {
-    let req = format!(
-        "GET /api/load HTTP/1.1\r\nHost: load\r\n{}\r\n",
-        if close { "Connection: close\r\n" } else { "" }
-    );
-    stream
-        .write_all(req.as_bytes())
-        .map_err(|e| (true, format!("write: {e}")))?;
-    let mut r = BufReader::new(stream.try_clone().unwrap());
-    match read_response(&mut r) {
-        Some(resp) => Ok(resp.status),
-        // Nothing came back: the connection was closed before any response byte.
-        None => Err((true, "closed before a response".into())),
-    }
-}
-
-impl Load {
-    fn start(addr: SocketAddr, keepalive: usize, fresh: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let mut threads = Vec::new();
-        for i in 0..keepalive + fresh {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            let keep = i < keepalive;
-            threads.push(std::thread::spawn(move || {
-                let connect = || {
-                    let s = TcpStream::connect(addr)?;
-                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                    Ok::<_, std::io::Error>(s)
-                };
-                let mut conn: Option<(TcpStream, usize)> = None;
-                while !stop.load(Ordering::Relaxed) {
-                    let outcome = if keep {
-                        let (mut s, used) = match conn.take() {
-                            Some(c) => c,
-                            None => match connect() {
-                                Ok(s) => (s, 0),
-                                Err(e) => {
-                                    failures.lock().unwrap().push(format!("connect: {e}"));
-                                    continue;
-                                }
-                            },
-                        };
-                        match request(&mut s, false) {
-                            Ok(st) => {
-                                conn = Some((s, used + 1));
-                                Ok(st)
-                            }
-                            Err((true, _)) if used > 0 => {
-                                // Reused connection closed by the server: retry once.
-                                connect().map_err(|e| e.to_string()).and_then(|mut s| {
-                                    let r = request(&mut s, false).map_err(|e| e.1);
-                                    conn = Some((s, 1));
-                                    r
-                                })
-                            }
-                            Err((_, e)) => Err(e),
-                        }
-                    } else {
-                        connect()
-                            .map_err(|e| format!("connect: {e}"))
-                            .and_then(|mut s| request(&mut s, true).map_err(|e| e.1))
-                    };
-                    match outcome {
-                        Ok(200) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(st) => failures.lock().unwrap().push(format!("status {st}")),
-                        Err(e) => failures.lock().unwrap().push(e),
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }));
-        }
-        Load {
-            stop,
-            ok,
-            failures,
-            threads,
-        }
-    }
-
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failures.lock().unwrap().clone(),
-        )
-    }
-}
-
-fn wait_child(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 #[test]
 fn zero_downtime_upgrade_under_load_three_times() {
     let up = Upstream::start("svc");
@@ -163,7 +39,7 @@ fn zero_downtime_upgrade_under_load_three_times() {
     std::thread::sleep(Duration::from_millis(800));
     let mut old = std::mem::replace(&mut b.child, bin().arg("--version").spawn().unwrap());
     for round in 0..3 {
-        let before = load.ok.load(Ordering::Relaxed);
+        let before = load.ok();
         // The systemd order: ask the old process to hand over, start the new one.
         send_signal(old.id(), SIGQUIT);
         let new = bin()
@@ -174,17 +50,14 @@ fn zero_downtime_upgrade_under_load_three_times() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let status = wait_child(&mut old, Duration::from_secs(30))
+        let status = wait_exit(&mut old, Duration::from_secs(30))
             .unwrap_or_else(|| panic!("round {round}: old did not exit"));
         assert!(
             status.success(),
             "round {round}: old exited with {status:?}"
         );
         std::thread::sleep(Duration::from_millis(700));
-        assert!(
-            load.ok.load(Ordering::Relaxed) > before + 50,
-            "round {round}: load kept flowing"
-        );
+        assert!(load.ok() > before + 50, "round {round}: load kept flowing");
         old = new;
     }
     let (ok, failures) = load.finish();
@@ -200,7 +73,7 @@ fn zero_downtime_upgrade_under_load_three_times() {
     assert_eq!(get_raw(addr, "/api/after", "").status, 200);
     assert!(old.try_wait().unwrap().is_none());
     send_signal(old.id(), SIGINT);
-    wait_child(&mut old, Duration::from_secs(10));
+    wait_exit(&mut old, Duration::from_secs(10));
 }
 
 #[test]
@@ -398,7 +271,7 @@ fn sighup_during_start_up_does_not_kill() {
         200
     );
     send_signal(child.id(), SIGINT);
-    wait_child(&mut child, Duration::from_secs(10));
+    wait_exit(&mut child, Duration::from_secs(10));
 }
 
 #[test]

@@ -1,0 +1,25 @@
+//! The one integration-test binary: every test module links the library,
+//! Pingora and the harness (`tests/support`) once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod auth_jwks;
+mod cache;
+mod cli;
+mod config_auth;
+mod config_limits;
+mod dashboard;
+mod edge_limits;
+mod normalize_props;
+mod observability;
+mod observability_bin;
+mod operations;
+mod rate_limit;
+mod rate_limit_redis;
+mod reload;
+mod routing;
+mod tls;
+mod transforms_cors;
+mod upstreams;
