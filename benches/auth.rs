@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
             Algorithm::RS256,
             JwtKey::PublicKey {
                 path: String::new(),
-                kind: gatehouse::config::PublicKeyKind::Rsa,
+                kind: gatehouse::keys::KeyKind::Rsa,
                 pem: fixture("rsa1.pub.pem"),
             },
             jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("rsa1.key.pem")).unwrap(),
@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
             Algorithm::ES256,
             JwtKey::PublicKey {
                 path: String::new(),
-                kind: gatehouse::config::PublicKeyKind::P256,
+                kind: gatehouse::keys::KeyKind::P256,
                 pem: fixture("ec256.pub.pem"),
             },
             jsonwebtoken::EncodingKey::from_ec_pem(&fixture("ec256.key.pem")).unwrap(),

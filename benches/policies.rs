@@ -131,7 +131,7 @@ fn access_log(c: &mut Criterion) {
 /// metric family by label lookup versus through a child resolved once.
 fn bookkeeping(c: &mut Criterion) {
     c.bench_function("request_id/new", |b| {
-        b.iter(gatehouse::proxy::forward::new_request_id)
+        b.iter(gatehouse::http::new_request_id)
     });
     let m = gatehouse::observability::metrics::Metrics::new();
     c.bench_function("metrics/histogram_by_labels", |b| {

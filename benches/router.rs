@@ -2,7 +2,7 @@
 //! `cargo bench --bench router`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gatehouse::router::normalize::normalize_path;
+use gatehouse::http::normalize_path;
 use gatehouse::router::{RouteRequest, Router};
 use http::{HeaderMap, Method};
 use std::hint::black_box;

@@ -7,6 +7,7 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::edge::Edge;
 use crate::proxy::Gateway;
+use crate::runtime::{BuildError, GatewayState};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -17,8 +18,6 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-pub use crate::state::GatewayState;
 
 /// How the process was asked to start.
 #[derive(Debug, Default, Clone)]
@@ -71,7 +70,7 @@ fn client_buffers() -> L4BufferSettings {
 
 /// Builds (but does not run) the server for `config`. Fails only if the
 /// config cannot be compiled (keys that no longer parse, say).
-pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
+pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     let conf = server_conf(&config, &opts);
     let listen = config.server.listen.clone();
     let tls_listen = config.server.tls.as_ref().map(|t| t.listen);
@@ -87,8 +86,8 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, String> {
     // exists, so a bad config never takes over the old process's sockets.
     let tls = match (tls_listen, &state.tls) {
         (Some(addr), Some(resolver)) => {
-            let mut settings =
-                TlsSettings::intermediate("", "").map_err(|e| format!("server.tls: {e}"))?;
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| BuildError::Listener(e.to_string()))?;
             settings.set_cert_resolver(resolver.clone());
             settings.enable_h2();
             Some((addr, settings))

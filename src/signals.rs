@@ -12,7 +12,7 @@
 //! nothing is in flight. A drain watcher exits as soon as the last request
 //! has finished instead (the grace period stays the upper bound).
 
-use crate::app::GatewayState;
+use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ impl ShutdownSignalWatch for Signals {
             tokio::select! {
                 _ = hup.recv() => {
                     log::info!("SIGHUP: reloading the config");
-                    let _ = self.state.reload();
+                    let _ = self.state.reloader.reload(&self.state);
                 }
                 _ = usr1.recv() => {
                     log::info!("SIGUSR1: reopening the access log");

@@ -25,11 +25,9 @@ impl fmt::Debug for CertResolver {
 }
 
 impl CertResolver {
-    pub fn load(cert: &str, key: &str) -> Result<CertResolver, String> {
+    pub fn load(cert: &str, key: &str) -> Result<CertResolver, TlsError> {
         Ok(CertResolver {
-            current: ArcSwap::from_pointee(
-                load_pair(cert, key).map_err(|e| format!("server.tls: {e}"))?,
-            ),
+            current: ArcSwap::from_pointee(load_pair(cert, key)?),
         })
     }
 
@@ -47,20 +45,29 @@ impl ResolvesServerCert for CertResolver {
 
 /// Reads a PEM chain (leaf first) and its private key, checking that the
 /// key belongs to the leaf.
-pub fn load_pair(cert: &str, key: &str) -> Result<CertifiedKey, String> {
+pub fn load_pair(cert: &str, key: &str) -> Result<CertifiedKey, TlsError> {
     pingora::tls::install_default_crypto_provider();
+    let pair = || (cert.to_string(), key.to_string());
     let (chain, private) = match pingora::tls::load_certs_and_key_files(cert, key) {
         Ok(Some(pair)) => pair,
-        Ok(None) => {
-            return Err(format!(
-                "no certificate in `{cert}` or no private key in `{key}`"
-            ))
-        }
-        Err(e) => return Err(format!("cannot read `{cert}` / `{key}`: {e}")),
+        Ok(None) => return Err(TlsError::Empty(pair().0, pair().1)),
+        Err(e) => return Err(TlsError::Unreadable(pair().0, pair().1, e.to_string())),
     };
     let chain = chain.into_iter().map(|c| c.into_owned()).collect();
-    let provider = CryptoProvider::get_default()
-        .ok_or_else(|| "no TLS crypto provider installed".to_string())?;
+    let provider = CryptoProvider::get_default().ok_or(TlsError::NoProvider)?;
     CertifiedKey::from_der(chain, private.clone_key(), provider)
-        .map_err(|e| format!("`{key}` does not fit `{cert}`: {e}"))
+        .map_err(|e| TlsError::Mismatch(pair().0, pair().1, e.to_string()))
+}
+
+/// Why a certificate/key pair could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate in `{0}` or no private key in `{1}`")]
+    Empty(String, String),
+    #[error("cannot read `{0}` / `{1}`: {2}")]
+    Unreadable(String, String, String),
+    #[error("no TLS crypto provider installed")]
+    NoProvider,
+    #[error("`{1}` does not fit `{0}`: {2}")]
+    Mismatch(String, String, String),
 }

@@ -6,8 +6,9 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use gatehouse::config::{HostMatch, RouteConfig};
-use gatehouse::router::normalize::normalize_path;
-use gatehouse::router::{normalize_host, RouteOutcome, RouteRequest, Router};
+use gatehouse::http::normalize_path;
+use gatehouse::http::normalize_host;
+use gatehouse::router::{RouteOutcome, RouteRequest, Router};
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

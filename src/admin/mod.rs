@@ -13,11 +13,11 @@
 //! With `admin.token` set, every POST needs `Authorization: Bearer <token>`,
 //! compared in constant time.
 
-use crate::app::GatewayState;
-use crate::proxy::errors::GatewayError;
-use crate::proxy::forward::new_request_id;
+use crate::http::new_request_id;
+use crate::problem::Problem;
+use crate::runtime::GatewayState;
 use async_trait::async_trait;
-use http::{Method, Response, StatusCode};
+use http::{HeaderName, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
@@ -28,14 +28,85 @@ pub struct AdminApp {
     pub state: Arc<GatewayState>,
 }
 
-fn response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::CONTENT_LENGTH, body.len())
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(body)
-        .expect("static response parts")
+/// The errors the admin listener answers, as problem documents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminError {
+    /// A write without the right `admin.token`.
+    Unauthorized,
+    /// `POST /reload` with a config that does not validate.
+    ReloadFailed(Vec<String>),
+    NotFound,
+    MethodNotAllowed(&'static [Method]),
+    BadRequest(&'static str),
+}
+
+impl AdminError {
+    fn problem(&self) -> Problem<'_> {
+        let (status, slug, detail, errors) = match self {
+            AdminError::Unauthorized => (
+                401,
+                "admin-unauthorized",
+                "Admin writes need `Authorization: Bearer <admin.token>`.",
+                None,
+            ),
+            AdminError::ReloadFailed(errors) => (
+                400,
+                "config-invalid",
+                "The config file has errors; the running config stays in force.",
+                Some(errors.as_slice()),
+            ),
+            AdminError::NotFound => (404, "no-route", "No route matches this request.", None),
+            AdminError::MethodNotAllowed(_) => (
+                405,
+                "method-not-allowed",
+                "The route does not allow this method.",
+                None,
+            ),
+            AdminError::BadRequest(m) => (400, "bad-request", *m, None),
+        };
+        Problem {
+            status,
+            slug,
+            detail: detail.into(),
+            errors,
+        }
+    }
+
+    fn headers(&self) -> Vec<(HeaderName, String)> {
+        match self {
+            AdminError::Unauthorized => vec![(
+                http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"gatehouse-admin\"".into(),
+            )],
+            AdminError::MethodNotAllowed(methods) => {
+                let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+                vec![(http::header::ALLOW, allow.join(", "))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn response(&self) -> Response<Vec<u8>> {
+        self.problem()
+            .http_response(&new_request_id(), self.headers())
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let len = body.len();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> {
@@ -47,18 +118,44 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Vec<u8>> 
 }
 
 /// True when the request carries `Authorization: Bearer <token>`.
-pub fn bearer_matches(session: &ServerSession, token: &str) -> bool {
-    let Some(v) = session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-    else {
-        return false;
-    };
-    let Some(given) = v.as_bytes().strip_prefix(b"Bearer ") else {
-        return false;
-    };
-    given.ct_eq(token.as_bytes()).into()
+fn bearer_matches(session: &ServerSession, token: &str) -> bool {
+    match crate::http::bearer_token(&session.req_header().headers) {
+        Some(given) => given.as_bytes().ct_eq(token.as_bytes()).into(),
+        None => false,
+    }
+}
+
+/// Every admin endpoint; the one table both dispatch and the 405 check use.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+    Upstreams,
+    Config,
+    Reload,
+    Purge,
+}
+
+const ENDPOINTS: &[(&str, Endpoint)] = &[
+    ("/health", Endpoint::Health),
+    ("/ready", Endpoint::Ready),
+    ("/metrics", Endpoint::Metrics),
+    ("/upstreams", Endpoint::Upstreams),
+    ("/config", Endpoint::Config),
+    ("/reload", Endpoint::Reload),
+    ("/cache/purge", Endpoint::Purge),
+];
+
+impl Endpoint {
+    fn find(path: &str) -> Option<Endpoint> {
+        ENDPOINTS.iter().find(|(p, _)| *p == path).map(|(_, e)| *e)
+    }
+
+    /// Writes are POST and need the admin token; reads are GET/HEAD.
+    fn is_write(self) -> bool {
+        matches!(self, Endpoint::Reload | Endpoint::Purge)
+    }
 }
 
 impl AdminApp {
@@ -93,21 +190,20 @@ impl AdminApp {
             let v = percent_decode(v);
             match k {
                 "path" => path = Some(v),
-                "host" => host = Some(crate::router::normalize_host(&v).into_owned()),
+                "host" => host = Some(crate::http::normalize_host(&v).into_owned()),
                 _ => {}
             }
         }
         let Some(path) = path else {
-            return GatewayError::BadRequest("`path` is required: POST /cache/purge?path=/api/x")
-                .http_response(&new_request_id());
+            return AdminError::BadRequest("`path` is required: POST /cache/purge?path=/api/x")
+                .response();
         };
         let (p, q) = match path.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (path, None),
         };
-        let Ok(p) = crate::router::normalize::normalize_path(&p) else {
-            return GatewayError::BadRequest("`path` is not a valid request path")
-                .http_response(&new_request_id());
+        let Ok(p) = crate::http::normalize_path(&p) else {
+            return AdminError::BadRequest("`path` is not a valid request path").response();
         };
         let purged = self
             .state
@@ -117,60 +213,80 @@ impl AdminApp {
         json_response(StatusCode::OK, json!({ "purged": purged }))
     }
 
-    fn post(&self, path: &str, query: Option<&str>) -> Response<Vec<u8>> {
-        match path {
-            "/cache/purge" => self.purge(query),
-            "/reload" => match self.state.reload() {
+    fn ready(&self) -> Response<Vec<u8>> {
+        let snap = self.state.snapshots.load();
+        match snap.unready_upstream() {
+            None => json_response(StatusCode::OK, json!({"status": "ready"})),
+            Some(name) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not ready", "reason": format!("upstream `{name}` has no healthy target")}),
+            ),
+        }
+    }
+
+    /// The gauges that describe state rather than count events are set
+    /// from the running snapshot and the cache just before rendering.
+    fn metrics(&self) -> Response<Vec<u8>> {
+        let snap = self.state.snapshots.load();
+        let m = &self.state.metrics;
+        m.upstream_healthy.reset();
+        for pool in snap.upstreams.values() {
+            for t in pool.targets() {
+                m.upstream_healthy
+                    .with_label_values(&[&*pool.name, &t.addr.to_string()])
+                    .set(t.healthy as i64);
+            }
+        }
+        let store = self.state.cache.store;
+        m.cache_bytes.set(store.used_bytes() as i64);
+        m.cache_entries.set(store.len() as i64);
+        response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            m.render().into_bytes(),
+        )
+    }
+
+    fn serve(&self, endpoint: Endpoint, query: Option<&str>) -> Response<Vec<u8>> {
+        match endpoint {
+            Endpoint::Health => json_response(StatusCode::OK, json!({"status": "ok"})),
+            Endpoint::Ready => self.ready(),
+            Endpoint::Metrics => self.metrics(),
+            Endpoint::Upstreams => json_response(StatusCode::OK, self.upstreams()),
+            Endpoint::Config => {
+                let snap = self.state.snapshots.load();
+                json_response(StatusCode::OK, crate::config::redacted_json(&snap.config))
+            }
+            Endpoint::Reload => match self.state.reloader.reload(&self.state) {
                 Ok(report) => json_response(
                     StatusCode::OK,
                     json!({"status": "reloaded", "generation": report.generation, "needs_upgrade": report.needs_upgrade}),
                 ),
-                Err(errors) => GatewayError::ReloadFailed(errors).http_response(&new_request_id()),
+                Err(errors) => AdminError::ReloadFailed(errors).response(),
             },
-            _ => GatewayError::NotFound.http_response(&new_request_id()),
+            Endpoint::Purge => self.purge(query),
         }
     }
 
-    fn get(&self, path: &str) -> Response<Vec<u8>> {
-        match path {
-            "/health" => json_response(StatusCode::OK, json!({"status": "ok"})),
-            "/ready" => {
-                let snap = self.state.snapshots.load();
-                match snap.unready_upstream() {
-                    None => json_response(StatusCode::OK, json!({"status": "ready"})),
-                    Some(name) => json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"status": "not ready", "reason": format!("upstream `{name}` has no healthy target")}),
-                    ),
-                }
-            }
-            "/metrics" => {
-                let snap = self.state.snapshots.load();
-                let store = self.state.cache.store;
-                self.state
-                    .metrics
-                    .cache_bytes
-                    .set(store.used_bytes() as i64);
-                self.state.metrics.cache_entries.set(store.len() as i64);
-                let text = self.state.metrics.render(&snap);
-                response(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text.into_bytes(),
-                )
-            }
-            "/upstreams" => json_response(StatusCode::OK, self.upstreams()),
-            "/config" => {
-                let snap = self.state.snapshots.load();
-                json_response(StatusCode::OK, crate::config::redacted_json(&snap.config))
-            }
-            _ => GatewayError::NotFound.http_response(&new_request_id()),
+    /// Checks the method and, for writes, the token.
+    fn admit(&self, session: &ServerSession, endpoint: Endpoint) -> Result<(), AdminError> {
+        let method = &session.req_header().method;
+        if !endpoint.is_write() {
+            return match *method {
+                Method::GET | Method::HEAD => Ok(()),
+                _ => Err(AdminError::MethodNotAllowed(&[Method::GET, Method::HEAD])),
+            };
+        }
+        if *method != Method::POST {
+            return Err(AdminError::MethodNotAllowed(&[Method::POST]));
+        }
+        let snap = self.state.snapshots.load();
+        match snap.config.admin.as_ref().and_then(|a| a.token.as_deref()) {
+            Some(token) if !bearer_matches(session, token) => Err(AdminError::Unauthorized),
+            _ => Ok(()),
         }
     }
 }
-
-const GET_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/upstreams", "/config"];
-const POST_PATHS: &[&str] = &["/reload", "/cache/purge"];
 
 /// Decodes `%XX` and `+` in a query-string value.
 fn percent_decode(v: &str) -> String {
@@ -208,29 +324,13 @@ impl ServeHttp for AdminApp {
                 break;
             }
         }
-        let path = session.req_header().uri.path().to_string();
-        let method = session.req_header().method.clone();
-        let known_get = GET_PATHS.contains(&path.as_str());
-        let known_post = POST_PATHS.contains(&path.as_str());
-        match method {
-            Method::GET | Method::HEAD if known_get => self.get(&path),
-            Method::POST if known_post => {
-                let snap = self.state.snapshots.load();
-                let token = snap.config.admin.as_ref().and_then(|a| a.token.clone());
-                if let Some(token) = token {
-                    if !bearer_matches(session, &token) {
-                        return GatewayError::AdminUnauthorized.http_response(&new_request_id());
-                    }
-                }
-                let query = session.req_header().uri.query().map(str::to_string);
-                self.post(&path, query.as_deref())
-            }
-            _ if known_get => GatewayError::MethodNotAllowed(vec![Method::GET, Method::HEAD])
-                .http_response(&new_request_id()),
-            _ if known_post => {
-                GatewayError::MethodNotAllowed(vec![Method::POST]).http_response(&new_request_id())
-            }
-            _ => GatewayError::NotFound.http_response(&new_request_id()),
+        let Some(endpoint) = Endpoint::find(session.req_header().uri.path()) else {
+            return AdminError::NotFound.response();
+        };
+        if let Err(e) = self.admit(session, endpoint) {
+            return e.response();
         }
+        let query = session.req_header().uri.query().map(str::to_string);
+        self.serve(endpoint, query.as_deref())
     }
 }

@@ -272,21 +272,13 @@ pub struct JwtConfig {
     pub cache_ttl: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublicKeyKind {
-    Rsa,
-    P256,
-    P384,
-    Ed25519,
-}
-
 #[derive(Clone, PartialEq)]
 pub enum JwtKey {
     /// HMAC secret (the UTF-8 bytes of the configured string).
     Secret(Vec<u8>),
     PublicKey {
         path: String,
-        kind: PublicKeyKind,
+        kind: crate::keys::KeyKind,
         pem: Vec<u8>,
     },
     JwksFile {

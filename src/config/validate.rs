@@ -4,7 +4,7 @@
 use super::file::*;
 use super::model::*;
 use super::units::parse_duration;
-use crate::router::normalize::normalize_path;
+use crate::http::normalize_path;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -9,7 +9,6 @@
 use super::file::{AuthFile, RouteAuthFile, StrOrList};
 use super::model::*;
 use super::validate::Errs;
-use base64::Engine;
 use http::HeaderName;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -39,78 +38,6 @@ fn min_secret_len(a: Algorithm) -> usize {
         Algorithm::HS384 => 48,
         Algorithm::HS512 => 64,
         _ => 32,
-    }
-}
-
-fn fits(kind: PublicKeyKind, a: Algorithm) -> bool {
-    use Algorithm::*;
-    match kind {
-        PublicKeyKind::Rsa => matches!(a, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-        PublicKeyKind::P256 => a == ES256,
-        PublicKeyKind::P384 => a == ES384,
-        PublicKeyKind::Ed25519 => a == EdDSA,
-    }
-}
-
-/// Decodes the first PEM block of `text` into (label, DER).
-fn pem_der(text: &[u8]) -> Result<(String, Vec<u8>), String> {
-    let text = std::str::from_utf8(text).map_err(|_| "not a PEM file (not UTF-8)".to_string())?;
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or("not a PEM file (no BEGIN line)")?;
-    let rest = &text[begin + 11..];
-    let label_end = rest.find("-----").ok_or("malformed PEM header")?;
-    let label = rest[..label_end].to_string();
-    let body_start = label_end + 5;
-    let end = rest
-        .find("-----END ")
-        .ok_or("malformed PEM (no END line)")?;
-    let b64: String = rest[body_start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| "malformed PEM body".to_string())?;
-    Ok((label, der))
-}
-
-/// Finds the key type of a public-key PEM by its algorithm OID.
-pub fn public_key_kind(pem: &[u8]) -> Result<PublicKeyKind, String> {
-    let (label, der) = pem_der(pem)?;
-    if label.contains("PRIVATE") {
-        return Err("this is a private key; configure the public key".into());
-    }
-    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
-    const RSA: &[u8] = &[
-        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
-    ];
-    const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
-    const P384: &[u8] = &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
-    const ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
-    let kind = if label == "RSA PUBLIC KEY" || has(RSA) {
-        PublicKeyKind::Rsa
-    } else if has(P256) {
-        PublicKeyKind::P256
-    } else if has(P384) {
-        PublicKeyKind::P384
-    } else if has(ED25519) {
-        PublicKeyKind::Ed25519
-    } else {
-        return Err("unsupported public key type (use RSA, EC P-256/P-384 or Ed25519)".into());
-    };
-    // Make sure the crypto backend accepts it too.
-    let ok = match kind {
-        PublicKeyKind::Rsa => jsonwebtoken::DecodingKey::from_rsa_pem(pem).is_ok(),
-        PublicKeyKind::P256 | PublicKeyKind::P384 => {
-            jsonwebtoken::DecodingKey::from_ec_pem(pem).is_ok()
-        }
-        PublicKeyKind::Ed25519 => jsonwebtoken::DecodingKey::from_ed_pem(pem).is_ok(),
-    };
-    if ok {
-        Ok(kind)
-    } else {
-        Err("the public key could not be parsed".into())
     }
 }
 
@@ -225,7 +152,7 @@ fn jwt(path: &str, a: &AuthFile, base: &Path, errs: &mut Errs) -> Option<JwtConf
                         );
                         None
                     }
-                    Ok(pem) => match public_key_kind(&pem) {
+                    Ok(pem) => match crate::keys::public_key_kind(&pem) {
                         Err(e) => {
                             errs.push(
                                 format!("{path}.public_key"),
@@ -235,7 +162,7 @@ fn jwt(path: &str, a: &AuthFile, base: &Path, errs: &mut Errs) -> Option<JwtConf
                         }
                         Ok(kind) => {
                             for alg in &algorithms {
-                                if !fits(kind, *alg) {
+                                if !kind.fits(*alg) {
                                     errs.push(
                                         format!("{path}.algorithms"),
                                         format!("{alg:?} does not fit the {kind:?} public key"),
@@ -276,7 +203,7 @@ fn jwt(path: &str, a: &AuthFile, base: &Path, errs: &mut Errs) -> Option<JwtConf
                                 );
                                 None
                             }
-                            Ok(json) => match crate::policy::auth::jwks::KeySet::from_json(&json) {
+                            Ok(json) => match crate::keys::KeySet::from_json(&json) {
                                 Err(e) => {
                                     errs.push(
                                         format!("{path}.jwks.file"),

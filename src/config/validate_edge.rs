@@ -63,7 +63,7 @@ pub fn server_edge(s: &ServerFile, base: &Path, errs: &mut Errs) -> Edge {
             // Parse them as the listener will, so `-t` catches a key that
             // does not belong to the certificate.
             if let Err(e) = crate::tls::load_pair(&cert, &key) {
-                errs.push("server.tls.key", e);
+                errs.push("server.tls.key", e.to_string());
             }
         }
         Some(TlsConfig { listen, cert, key })

@@ -4,7 +4,6 @@
 //! configured targets, numeric status codes, the standard methods (anything
 //! else is `OTHER`) and `route="unmatched"` for requests no route took.
 
-use crate::runtime::Snapshot;
 use http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -206,16 +205,8 @@ impl Metrics {
         self.statuses.get(code as usize).map_or("0", String::as_str)
     }
 
-    /// Prometheus text exposition, with upstream health read from `snap`.
-    pub fn render(&self, snap: &Snapshot) -> String {
-        self.upstream_healthy.reset();
-        for pool in snap.upstreams.values() {
-            for t in pool.targets() {
-                self.upstream_healthy
-                    .with_label_values(&[&*pool.name, &t.addr.to_string()])
-                    .set(t.healthy as i64);
-            }
-        }
+    /// Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

@@ -28,22 +28,15 @@ pub fn render(parts: &[TemplatePart], v: &Vars<'_>) -> Option<HeaderValue> {
             TemplatePart::RequestId => s.push_str(v.request_id),
             TemplatePart::ClientIp => {
                 if let Some(ip) = v.client_ip {
-                    s.push_str(&ip.to_string());
+                    crate::netfmt::push_ip(&mut s, ip);
                 }
             }
             TemplatePart::Route => s.push_str(v.route),
-            TemplatePart::Claim(name) => match v.claims.and_then(|c| c.get(name)) {
-                Some(Value::String(x)) => s.push_str(x),
-                Some(Value::Array(items)) => {
-                    let joined: Vec<String> = items
-                        .iter()
-                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
-                        .collect();
-                    s.push_str(&joined.join(" "));
+            TemplatePart::Claim(name) => {
+                if let Some(c) = v.claims.and_then(|c| c.get(name)) {
+                    s.push_str(&crate::http::claim_text(c));
                 }
-                Some(other) => s.push_str(&other.to_string()),
-                None => {}
-            },
+            }
         }
     }
     HeaderValue::from_str(&s).ok()

@@ -9,10 +9,10 @@
 
 use super::ctx::RequestCtx;
 use crate::cache::store::PurgeTag;
+use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
-use crate::router::normalize_host;
+use crate::runtime::GatewayState;
 use crate::runtime::Route;
-use crate::state::GatewayState;
 use http::Method;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, NoCacheReason, RespCacheable};
@@ -54,15 +54,8 @@ pub fn prepare(req: &mut RequestHeader, ctx: &mut RequestCtx, route: &Route) {
         }
         _ => ctx.cache_outcome = Some(Outcome::Method),
     }
-    let host = match req.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    };
     ctx.cache_tag = Some(PurgeTag {
-        host: host
+        host: crate::http::request_host(req)
             .map(|h| normalize_host(h).into_owned())
             .unwrap_or_default(),
         path: ctx
@@ -85,18 +78,6 @@ pub fn enable(state: &GatewayState, session: &mut Session, ctx: &mut RequestCtx)
     state.cache.enable(session);
 }
 
-pub fn scheme(session: &Session) -> &'static str {
-    if session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some()
-    {
-        "https"
-    } else {
-        "http"
-    }
-}
-
 pub fn key(session: &Session, ctx: &RequestCtx) -> pingora::Result<CacheKey> {
     let (Some(route), Some(tag)) = (ctx.route(), ctx.cache_tag.as_ref()) else {
         return pingora::Error::e_explain(
@@ -104,7 +85,11 @@ pub fn key(session: &Session, ctx: &RequestCtx) -> pingora::Result<CacheKey> {
             "cache key without a cached route",
         );
     };
-    Ok(crate::cache::key(scheme(session), &route.name, tag))
+    Ok(crate::cache::key(
+        crate::http::scheme(session),
+        &route.name,
+        tag,
+    ))
 }
 
 pub fn response_cacheable(

@@ -11,7 +11,7 @@
 //! parsing the head and before `early_request_filter`.
 
 use super::Gateway;
-use crate::state::GatewayState;
+use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;

@@ -1,12 +1,10 @@
-//! The one place that turns gateway errors into HTTP responses: every error
-//! gatehouse itself answers is `application/problem+json` (RFC 9457) with
-//! `type`, `title`, `status`, `detail` and `request_id`. Details are written
-//! for clients: never an upstream address, a token or a stack trace.
+//! The errors gatehouse answers itself on the proxy listeners, each mapped
+//! to its status, problem document (`crate::problem`) and own headers.
 
+use crate::http::NormalizeError;
 use crate::policy::auth::AuthDenied;
 use crate::policy::rate_limit::LimitState;
-use crate::router::normalize::NormalizeError;
-use bytes::Bytes;
+use crate::problem::{self, Problem};
 use http::Method;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -23,10 +21,6 @@ pub enum GatewayError {
     UpstreamTimeout,
     BadGateway,
     Internal,
-    /// Admin write without the right `admin.token`.
-    AdminUnauthorized,
-    /// Admin `POST /reload` with a config that does not validate.
-    ReloadFailed(Vec<String>),
     /// The route's authentication refused the request (401/403/503).
     Auth(AuthDenied),
     /// Over a rate limit (429); the state of the limit to report.
@@ -47,8 +41,8 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
-            BadPath(_) | BadRequest(_) | ReloadFailed(_) => 400,
-            AdminUnauthorized | Auth(AuthDenied::Unauthorized { .. }) => 401,
+            BadPath(_) | BadRequest(_) => 400,
+            Auth(AuthDenied::Unauthorized { .. }) => 401,
             Auth(AuthDenied::Forbidden { .. }) => 403,
             RateLimited(_) => 429,
             RateLimitUnavailable => 503,
@@ -78,8 +72,6 @@ impl GatewayError {
             UpstreamTimeout => "upstream-timeout",
             BadGateway => "bad-gateway",
             Internal => "internal-error",
-            AdminUnauthorized => "admin-unauthorized",
-            ReloadFailed(_) => "config-invalid",
             Auth(AuthDenied::Unauthorized { .. }) => "unauthorized",
             Auth(AuthDenied::Forbidden { .. }) => "insufficient-scope",
             Auth(AuthDenied::Unavailable) => "auth-unavailable",
@@ -89,24 +81,6 @@ impl GatewayError {
             HeadersTooLarge => "headers-too-large",
             UriTooLong => "uri-too-long",
             CorsRejected => "cors-origin-not-allowed",
-        }
-    }
-
-    pub fn title(&self) -> &'static str {
-        match self.status() {
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            413 => "Content Too Large",
-            414 => "URI Too Long",
-            431 => "Request Header Fields Too Large",
-            429 => "Too Many Requests",
-            502 => "Bad Gateway",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            _ => "Internal Server Error",
         }
     }
 
@@ -125,10 +99,6 @@ impl GatewayError {
             HeadersTooLarge => "The request head is larger than this gateway accepts.".into(),
             UriTooLong => "The request target is longer than this gateway accepts.".into(),
             CorsRejected => "This origin is not allowed to call this route.".into(),
-            AdminUnauthorized => "Admin writes need `Authorization: Bearer <admin.token>`.".into(),
-            ReloadFailed(_) => {
-                "The config file has errors; the running config stays in force.".into()
-            }
             Auth(AuthDenied::Unauthorized { detail, .. }) => (*detail).to_string(),
             Auth(AuthDenied::Forbidden { scopes }) => {
                 format!("The token lacks a required scope ({scopes}).")
@@ -156,12 +126,6 @@ impl GatewayError {
                     .collect::<Vec<_>>()
                     .join(", ");
                 vec![(http::header::ALLOW, allow)]
-            }
-            GatewayError::AdminUnauthorized => {
-                vec![(
-                    http::header::WWW_AUTHENTICATE,
-                    "Bearer realm=\"gatehouse-admin\"".into(),
-                )]
             }
             GatewayError::Auth(AuthDenied::Unauthorized { challenges, .. }) => challenges
                 .iter()
@@ -214,19 +178,14 @@ impl GatewayError {
         })
     }
 
-    /// The JSON body of this problem.
-    pub fn body(&self, request_id: &str) -> Bytes {
-        let mut v = serde_json::json!({
-            "type": format!("urn:gatehouse:problem:{}", self.slug()),
-            "title": self.title(),
-            "status": self.status(),
-            "detail": self.detail(),
-            "request_id": request_id,
-        });
-        if let GatewayError::ReloadFailed(errors) = self {
-            v["errors"] = serde_json::json!(errors);
+    /// The problem document of this error.
+    pub fn problem(&self) -> Problem<'_> {
+        Problem {
+            status: self.status(),
+            slug: self.slug(),
+            detail: self.detail().into(),
+            errors: None,
         }
-        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     }
 
     /// The complete response head for this problem.
@@ -238,7 +197,7 @@ impl GatewayError {
         extra: &[(&'static str, String)],
     ) -> pingora::Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status(), Some(6))?;
-        resp.insert_header(http::header::CONTENT_TYPE, "application/problem+json")?;
+        resp.insert_header(http::header::CONTENT_TYPE, problem::CONTENT_TYPE)?;
         resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         if !request_id.is_empty() {
@@ -252,20 +211,6 @@ impl GatewayError {
         }
         Ok(resp)
     }
-
-    /// The problem as an `http::Response` (for the admin listener).
-    pub fn http_response(&self, request_id: &str) -> http::Response<Vec<u8>> {
-        let body = self.body(request_id).to_vec();
-        let mut b = http::Response::builder()
-            .status(self.status())
-            .header(http::header::CONTENT_TYPE, "application/problem+json")
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .header(http::header::CACHE_CONTROL, "no-store");
-        for (name, value) in self.headers() {
-            b = b.header(name, value);
-        }
-        b.body(body).expect("valid problem response")
-    }
 }
 
 /// Writes `err` as the response to `session`, with `extra` headers.
@@ -275,7 +220,7 @@ pub async fn respond(
     request_id: &str,
     extra: &[(&'static str, String)],
 ) -> pingora::Result<()> {
-    let body = err.body(request_id);
+    let body = err.problem().body(request_id);
     let resp = err.response_header(request_id, body.len(), extra)?;
     let head_only = session.req_header().method == Method::HEAD;
     session

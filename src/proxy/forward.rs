@@ -1,39 +1,10 @@
-//! What gatehouse derives from a request to forward it: request id, client
-//! IP, the upstream path, and the `X-Forwarded-*` values.
+//! What gatehouse derives from a request to forward it: the client IP
+//! (trusted proxies and `X-Forwarded-For`), the upstream path, and the
+//! identity headers a client may not send.
 
 use ipnet::IpNet;
 use std::borrow::Cow;
 use std::net::IpAddr;
-
-/// A client-supplied `X-Request-Id` is kept when it is 1-128 characters of
-/// `[A-Za-z0-9._-]`; anything else is replaced.
-pub fn sane_request_id(v: &[u8]) -> bool {
-    !v.is_empty()
-        && v.len() <= 128
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// A random UUID v4 (non-cryptographic RNG: ids need to be unique, not secret).
-pub fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut v = fastrand::u128(..);
-    v = (v & !(0xf << 76)) | (0x4 << 76); // version 4
-    v = (v & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
-    let mut out = [0u8; 36];
-    let mut j = 0;
-    for i in 0..16 {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[j] = b'-';
-            j += 1;
-        }
-        let byte = (v >> (120 - i * 8)) as u8;
-        out[j] = HEX[(byte >> 4) as usize];
-        out[j + 1] = HEX[(byte & 15) as usize];
-        j += 2;
-    }
-    String::from_utf8(out.to_vec()).expect("ascii")
-}
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {
@@ -89,17 +60,11 @@ pub fn strip_identity_headers(req: &mut pingora::http::RequestHeader, names: &[h
     }
 }
 
-/// True when `prefix` is a segment-aligned prefix of `path`.
-pub fn has_prefix(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix)
-        && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
-}
-
 /// The path sent upstream: `strip` removed (if it prefixes the path on a
 /// segment boundary), then `add` prepended.
 pub fn upstream_path<'a>(path: &'a str, strip: Option<&str>, add: Option<&str>) -> Cow<'a, str> {
     let rest = match strip {
-        Some(s) if has_prefix(path, s) => {
+        Some(s) if crate::http::has_prefix(path, s) => {
             let r = &path[s.len()..];
             if r.is_empty() {
                 "/"
@@ -118,21 +83,6 @@ pub fn upstream_path<'a>(path: &'a str, strip: Option<&str>, add: Option<&str>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(sane_request_id(b"abc-123_X.y"));
-        assert!(!sane_request_id(b""));
-        assert!(!sane_request_id(b"a b"));
-        assert!(!sane_request_id(b"a\"b"));
-        assert!(!sane_request_id(&[b'a'; 129]));
-        let id = new_request_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        assert!(sane_request_id(id.as_bytes()));
-        assert_ne!(new_request_id(), id);
-    }
 
     #[test]
     fn client_ip_trusts_only_configured_proxies() {

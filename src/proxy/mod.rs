@@ -19,11 +19,11 @@ mod policies;
 mod route;
 mod upstream_request;
 
-use crate::app::GatewayState;
 use crate::config::CorsConfig;
 use crate::config::HashKey;
 use crate::policy::cache::Outcome;
 use crate::policy::{cors, headers};
+use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::{InflightGuard, RequestCtx};
@@ -115,8 +115,7 @@ impl Gateway {
                 .unwrap_or_default(),
             // Requests without the claim fall back to the client address.
             HashKey::Claim(name) => match ctx.claims.as_ref().and_then(|c| c.get(name)) {
-                Some(serde_json::Value::String(s)) => s.as_bytes().to_vec(),
-                Some(v) => v.to_string().into_bytes(),
+                Some(v) => crate::http::claim_text(v).as_bytes().to_vec(),
                 None => self.hash_key(session, ctx, &HashKey::ClientIp),
             },
         }
@@ -179,10 +178,10 @@ impl ProxyHttp for Gateway {
         ctx.inflight = Some(InflightGuard(self.state.metrics.inflight.clone()));
         let req = session.req_header();
         ctx.request_id = match req.headers.get("x-request-id") {
-            Some(v) if forward::sane_request_id(v.as_bytes()) => {
+            Some(v) if crate::http::sane_request_id(v.as_bytes()) => {
                 v.to_str().unwrap_or_default().to_string()
             }
-            _ => forward::new_request_id(),
+            _ => crate::http::new_request_id(),
         };
         let trusted = &snap.config.server.trusted_proxies;
         if let Some(peer) = session
@@ -504,7 +503,7 @@ impl ProxyHttp for Gateway {
         // Once the response has started nothing more can be said.
         if session.response_written().is_none() {
             if ctx.request_id.is_empty() {
-                ctx.request_id = forward::new_request_id();
+                ctx.request_id = crate::http::new_request_id();
             }
             session.set_keepalive(None);
             let extra = error_extras(&err, ctx, &session.req_header().headers);

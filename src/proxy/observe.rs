@@ -1,9 +1,9 @@
 //! The `logging` phase: metrics and the access-log record for one request.
 
 use super::ctx::RequestCtx;
-use crate::app::GatewayState;
 use crate::observability::access_log::AccessRecord;
 use crate::observability::metrics::method_label;
+use crate::runtime::GatewayState;
 use pingora::proxy::Session;
 use std::time::{Instant, SystemTime};
 

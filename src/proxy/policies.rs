@@ -8,8 +8,8 @@ use super::ctx::RequestCtx;
 use super::errors::GatewayError;
 use crate::config::LimitKey;
 use crate::policy::rate_limit;
+use crate::runtime::GatewayState;
 use crate::runtime::{Route, Snapshot};
-use crate::state::GatewayState;
 use pingora::proxy::Session;
 
 pub async fn on_request(
@@ -44,10 +44,11 @@ pub async fn on_request(
             match k {
                 LimitKey::ClientIp => None,
                 LimitKey::Consumer => ctx.user.clone(),
-                LimitKey::Claim(name) => ctx.claims.as_ref()?.get(name).map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }),
+                LimitKey::Claim(name) => ctx
+                    .claims
+                    .as_ref()?
+                    .get(name)
+                    .map(|v| crate::http::claim_text(v).into_owned()),
                 LimitKey::Header(h) => req
                     .headers
                     .get(h)

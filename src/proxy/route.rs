@@ -3,8 +3,9 @@
 use super::ctx::RequestCtx;
 use super::errors::GatewayError;
 use super::forward;
-use crate::router::normalize::normalize_path;
-use crate::router::{normalize_host, RouteOutcome, RouteRequest};
+use crate::http::normalize_host;
+use crate::http::normalize_path;
+use crate::router::{RouteOutcome, RouteRequest};
 use pingora::http::RequestHeader;
 
 /// What routing decided, owned so the session can be mutated afterwards.
@@ -24,14 +25,7 @@ pub(super) fn route_request(
     let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
     let raw_path = req.uri.path();
     let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
-    let host_raw = match req.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok()),
-    };
-    let host = host_raw.map(normalize_host);
+    let host = crate::http::request_host(req).map(normalize_host);
     let rreq = RouteRequest {
         host: host.as_deref(),
         path: &path,

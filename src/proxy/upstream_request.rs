@@ -34,31 +34,17 @@ pub(super) fn prepare(
         && ctx.cache_tag.is_none()
         && req.headers.contains_key("x-forwarded-proto"))
     {
-        let tls = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .is_some();
         up.insert_header(
             "x-forwarded-proto",
-            HeaderValue::from_static(if tls { "https" } else { "http" }),
+            HeaderValue::from_static(crate::http::scheme(session)),
         )?;
     }
     if !(ctx.peer_trusted
         && ctx.cache_tag.is_none()
         && req.headers.contains_key("x-forwarded-host"))
     {
-        let host = req
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                req.headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
-        match host {
-            Some(h) => up.insert_header("x-forwarded-host", h)?,
+        match crate::http::request_host(req) {
+            Some(h) => up.insert_header("x-forwarded-host", h.to_string())?,
             None => {
                 up.remove_header("x-forwarded-host");
             }

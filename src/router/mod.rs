@@ -10,12 +10,9 @@
 //! hosts are hash lookups, prefixes live in a segment trie walked once per
 //! request, and regexes are tested together through one `RegexSet`.
 
-pub mod normalize;
-
 use crate::config::{HostMatch, RouteConfig};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexSet};
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What the router sees of a request.
@@ -123,10 +120,9 @@ impl Table {
     }
 }
 
+/// `/` is a prefix of every path; other prefixes end on a segment boundary.
 fn prefix_matches(path: &str, prefix: &str) -> bool {
-    prefix == "/"
-        || (path.starts_with(prefix)
-            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+    prefix == "/" || crate::http::has_prefix(path, prefix)
 }
 
 fn check(c: &Conditions, req: &RouteRequest<'_>, allow: &mut Vec<Method>) -> bool {
@@ -245,28 +241,6 @@ impl Router {
         } else {
             RouteOutcome::MethodNotAllowed(allow)
         }
-    }
-}
-
-/// Lower-cases a Host value and drops its port and trailing dot.
-pub fn normalize_host(raw: &str) -> Cow<'_, str> {
-    let h = if raw.starts_with('[') {
-        // IPv6 literal: keep the brackets, drop `:port`.
-        raw.find(']').map_or(raw, |i| &raw[..=i])
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                raw
-            }
-        })
-    };
-    let h = h.strip_suffix('.').unwrap_or(h);
-    if h.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(h.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(h)
     }
 }
 

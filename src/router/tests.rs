@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::load_str;
+use crate::http::normalize_host;
 
 fn router(routes_yaml: &str) -> (Router, Vec<String>) {
     let text = format!("upstreams:\n  u:\n    targets: [\"127.0.0.1:1\"]\nroutes:\n{routes_yaml}");
@@ -181,12 +182,4 @@ fn ten_thousand_routes() {
     assert_eq!(find(&r, None, "GET", "/svc9999/api/x"), "r9999");
     assert_eq!(find(&r, None, "GET", "/svc0/api"), "r0");
     assert_eq!(find(&r, None, "GET", "/svc10000/api"), "404");
-}
-
-#[test]
-fn host_normalisation() {
-    assert_eq!(normalize_host("Example.COM:8080"), "example.com");
-    assert_eq!(normalize_host("example.com."), "example.com");
-    assert_eq!(normalize_host("[::1]:8080"), "[::1]");
-    assert_eq!(normalize_host("api.example.com"), "api.example.com");
 }

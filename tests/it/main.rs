@@ -12,6 +12,7 @@ mod config_auth;
 mod config_limits;
 mod dashboard;
 mod edge_limits;
+mod layering;
 mod normalize_props;
 mod observability;
 mod observability_bin;

@@ -2,7 +2,7 @@
 //! gateway routes on is exactly the path the upstream receives.
 
 use crate::support::*;
-use gatehouse::router::normalize::normalize_path;
+use gatehouse::http::normalize_path;
 use proptest::prelude::*;
 
 /// Paths built from the pieces attackers combine.

@@ -2,6 +2,7 @@
 //! flight finishing on the rules they started with.
 
 use crate::support::*;
+use gatehouse::runtime::reload::apply;
 use std::time::Duration;
 
 fn cfg(gw: &Gateway, text: &str) -> gatehouse::config::Config {
@@ -35,13 +36,14 @@ fn unchanged_upstreams_keep_their_health_and_changed_ones_restart() {
         ["targets"][1]["healthy"]
         == false));
     // An unrelated change: the pool is kept, so b stays out at once.
-    let report = gw
-        .state
-        .apply(cfg(
+    let report = apply(
+        &gw.state,
+        cfg(
             &gw,
             &format!("{base}  - {{ name: extra, match: {{ path: /extra }}, upstream: pool }}\n"),
-        ))
-        .unwrap();
+        ),
+    )
+    .unwrap();
     assert_eq!(report.generation, 2);
     assert_eq!(
         targets(&gw)["pool"]["targets"][1]["healthy"],
@@ -54,7 +56,7 @@ fn unchanged_upstreams_keep_their_health_and_changed_ones_restart() {
     }
     // Changing the pool builds a new one, which must check before it is ready.
     let changed = base.replace("interval: 200ms", "interval: 250ms");
-    gw.state.apply(cfg(&gw, &changed)).unwrap();
+    apply(&gw.state, cfg(&gw, &changed)).unwrap();
     assert!(eventually(Duration::from_secs(5), || targets(&gw)["pool"]
         ["targets"][1]["healthy"]
         == false));
@@ -72,9 +74,7 @@ fn requests_in_flight_finish_on_their_snapshot() {
     let addr = gw.addr;
     let t = std::thread::spawn(move || get_raw(addr, "/old/x", "").status);
     assert!(eventually(Duration::from_secs(5), || slow.hits() == 1));
-    gw.state
-        .apply(cfg(&gw, &base.replace("/old", "/new")))
-        .unwrap();
+    apply(&gw.state, cfg(&gw, &base.replace("/old", "/new"))).unwrap();
     assert_eq!(
         t.join().unwrap(),
         200,
@@ -93,12 +93,14 @@ fn rate_limit_counts_survive_a_reload() {
     let gw = gateway(&base);
     assert_eq!(get_raw(gw.addr, "/", "").status, 200);
     assert_eq!(get_raw(gw.addr, "/", "").status, 200);
-    gw.state
-        .apply(cfg(
+    apply(
+        &gw.state,
+        cfg(
             &gw,
             &format!("{base}  - {{ name: other, match: {{ path: /o }}, upstream: s }}\n"),
-        ))
-        .unwrap();
+        ),
+    )
+    .unwrap();
     assert_eq!(
         get_raw(gw.addr, "/", "").status,
         429,
@@ -137,12 +139,14 @@ fn jwks_keys_carry_over_an_unchanged_provider() {
         == 200));
     let fetches = idp.hits();
     idp.stop(); // the IdP is down during the reload
-    gw.state
-        .apply(cfg(
+    apply(
+        &gw.state,
+        cfg(
             &gw,
             &format!("{base}  - {{ name: other, match: {{ path: /o }}, upstream: s }}\n"),
-        ))
-        .unwrap();
+        ),
+    )
+    .unwrap();
     assert_eq!(get_raw(gw.addr, "/", &auth).status, 200, "keys were kept");
     assert_eq!(idp.hits(), fetches);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
-    pub state: Arc<gatehouse::app::GatewayState>,
+    pub state: Arc<gatehouse::runtime::GatewayState>,
     stop: tokio::sync::mpsc::UnboundedSender<pingora::server::ShutdownSignal>,
     thread: Option<JoinHandle<()>>,
 }

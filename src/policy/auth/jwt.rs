@@ -5,9 +5,10 @@
 //! algorithms, duplicate JSON keys and `crit` extensions are refused before
 //! any cryptography; `jku`, `x5u` and embedded `jwk` headers are ignored.
 
-use super::jwks::{JwksSource, KeySet};
+use super::jwks::JwksSource;
 use super::token_cache::{Claims, TokenCache};
-use crate::config::{JwtConfig, JwtKey, PublicKeyKind};
+use crate::config::{JwtConfig, JwtKey};
+use crate::keys::{KeyError, KeySet};
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -139,20 +140,12 @@ fn map_error(e: &jsonwebtoken::errors::Error) -> JwtError {
 impl JwtProvider {
     /// Builds a provider from validated config. For `jwks.url` the caller
     /// must run [`JwksSource::run`] for [`JwtProvider::remote`].
-    pub fn new(cfg: &JwtConfig) -> Result<JwtProvider, String> {
+    pub fn new(cfg: &JwtConfig) -> Result<JwtProvider, KeyError> {
         let keys = match &cfg.key {
-            JwtKey::Secret(s) => {
-                Keys::Static(DecodingKey::from_secret(s).map_err(|e| e.to_string())?)
-            }
-            JwtKey::PublicKey { kind, pem, .. } => {
-                let key = match kind {
-                    PublicKeyKind::Rsa => DecodingKey::from_rsa_pem(pem),
-                    PublicKeyKind::P256 | PublicKeyKind::P384 => DecodingKey::from_ec_pem(pem),
-                    PublicKeyKind::Ed25519 => DecodingKey::from_ed_pem(pem),
-                }
-                .map_err(|e| e.to_string())?;
-                Keys::Static(key)
-            }
+            JwtKey::Secret(s) => Keys::Static(
+                DecodingKey::from_secret(s).map_err(|e| KeyError::Secret(e.to_string()))?,
+            ),
+            JwtKey::PublicKey { kind, pem, .. } => Keys::Static(kind.decoding_key(pem)?),
             JwtKey::JwksFile { json, .. } => Keys::Set(Arc::new(KeySet::from_json(json)?)),
             JwtKey::JwksUrl { url, refresh } => {
                 Keys::Remote(Arc::new(JwksSource::new(url, *refresh)))
@@ -304,20 +297,10 @@ pub fn has_scopes(claims: &Map<String, Value>, required: &[String]) -> bool {
 /// A claim as a header value: strings as they are, arrays joined by spaces,
 /// anything else as JSON. `None` if it cannot be a header value.
 pub fn claim_header_value(v: &Value) -> Option<http::HeaderValue> {
-    let text = match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        Value::Null => return None,
-        other => other.to_string(),
-    };
-    http::HeaderValue::from_str(&text).ok()
+    if v.is_null() {
+        return None;
+    }
+    http::HeaderValue::from_str(&crate::http::claim_text(v)).ok()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(name: &str, config: &AuthConfig) -> Result<Provider, String> {
+    pub fn new(name: &str, config: &AuthConfig) -> Result<Provider, crate::keys::KeyError> {
         let (kind, forward_claims) = match config {
             AuthConfig::Jwt(j) => (
                 ProviderKind::Jwt(JwtProvider::new(j)?),
@@ -126,14 +126,6 @@ fn jwt_failure(e: JwtError) -> (&'static str, &'static str) {
     }
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 /// The authentication a route requires.
 pub struct RouteAuth {
     pub providers: Vec<Arc<Provider>>,
@@ -178,7 +170,7 @@ impl RouteAuth {
 
     /// Authenticates a request by its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthDenied> {
-        let bearer = bearer_token(headers);
+        let bearer = crate::http::bearer_token(headers);
         let mut worst = Worst {
             presented: None,
             unavailable: false,

@@ -1,11 +1,11 @@
-//! The runtime snapshot: everything compiled from one config (router, pools,
-//! auth providers, per-route policies). It lives behind an `ArcSwap`; each
-//! request loads it once and keeps that `Arc` to the end, so a reload never
-//! changes the rules under a request in flight.
+//! The snapshot: everything compiled from one config (router, pools, auth
+//! providers, per-route policies).
 //!
 //! Stateful parts are carried over when their config is unchanged: upstream
-//! pools (health state and checks) and JWKS-URL providers (fetched keys).
+//! pools (health state and checks), JWKS-URL providers (fetched keys), rate
+//! limits (their counts) and the Redis connection.
 
+use super::BuildError;
 use crate::config::{Config, CorsConfig, HeaderTransform};
 use crate::observability::metrics::RouteMetrics;
 use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
@@ -13,10 +13,8 @@ use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
 use crate::tasks::Spawner;
 use crate::upstream::Pool;
-use arc_swap::ArcSwap;
 use http::HeaderName;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -54,12 +52,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Compiles `config`, reusing unchanged stateful parts of `previous`.
-    fn build(
+    pub(super) fn build(
         config: Config,
         generation: u64,
         previous: Option<&Snapshot>,
         spawner: &Spawner,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, BuildError> {
         let mut upstreams = BTreeMap::new();
         for (name, ucfg) in &config.upstreams {
             let reused = previous
@@ -82,9 +80,13 @@ impl Snapshot {
             let provider = match reused {
                 Some(p) => p,
                 None => {
-                    let p = Arc::new(
-                        Provider::new(name, acfg).map_err(|e| format!("auth.{name}: {e}"))?,
-                    );
+                    let p =
+                        Arc::new(
+                            Provider::new(name, acfg).map_err(|source| BuildError::Auth {
+                                name: name.clone(),
+                                source,
+                            })?,
+                        );
                     if let auth::ProviderKind::Jwt(j) = &p.kind {
                         if let Some(src) = j.remote() {
                             spawner.spawn(JwksSource::run(Arc::downgrade(src)));
@@ -158,44 +160,5 @@ impl Snapshot {
             .values()
             .find(|p| !p.is_ready())
             .map(|p| &*p.name)
-    }
-}
-
-/// The swappable current snapshot.
-pub struct SnapshotHandle {
-    current: ArcSwap<Snapshot>,
-    spawner: Spawner,
-    generation: AtomicU64,
-}
-
-impl SnapshotHandle {
-    pub fn new(config: Config, spawner: Spawner) -> Result<SnapshotHandle, String> {
-        let snap = Snapshot::build(config, 1, None, &spawner)?;
-        Ok(SnapshotHandle {
-            current: ArcSwap::from_pointee(snap),
-            spawner,
-            generation: AtomicU64::new(1),
-        })
-    }
-
-    /// The snapshot for one request (one atomic reference-count increment).
-    pub fn load(&self) -> Arc<Snapshot> {
-        self.current.load_full()
-    }
-
-    /// Builds a snapshot from `config` and makes it current; on error the
-    /// current one stays.
-    pub fn replace(&self, config: Config) -> Result<Arc<Snapshot>, String> {
-        let old = self.current.load_full();
-        let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let snap = Arc::new(Snapshot::build(
-            config,
-            generation,
-            Some(&old),
-            &self.spawner,
-        )?);
-        self.generation.store(generation, Ordering::Relaxed);
-        self.current.store(snap.clone());
-        Ok(snap)
     }
 }

@@ -1,0 +1,155 @@
+//! Config reload: SIGHUP, `POST /reload` and (later) cluster updates all
+//! come through [`Reloader::reload`] or [`apply`]. A new snapshot is built
+//! from the new config, or the old one stays; certificates, the access log
+//! and the log level follow a successful build.
+
+use super::{BuildError, GatewayState};
+use crate::config::{self, Config};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Re-reads the config file, one reload at a time.
+pub struct Reloader {
+    /// The file `reload` re-reads; `None` when started from text (demo).
+    path: Option<PathBuf>,
+    lock: Mutex<()>,
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadReport {
+    pub generation: u64,
+    /// Changed keys that only take effect with a restart or `-u` upgrade.
+    pub needs_upgrade: Vec<String>,
+}
+
+/// Keys that are bound to sockets or threads at start-up.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.server, &new.server);
+    let mut v = Vec::new();
+    let mut check = |key: &str, changed: bool| {
+        if changed {
+            v.push(key.to_string());
+        }
+    };
+    check("server.listen", o.listen != n.listen);
+    check("server.threads", o.threads != n.threads);
+    check("server.work_stealing", o.work_stealing != n.work_stealing);
+    check("server.pid_file", o.pid_file != n.pid_file);
+    check("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
+    check("server.grace_period", o.grace_period != n.grace_period);
+    check(
+        "server.tls.listen",
+        o.tls.as_ref().map(|t| t.listen) != n.tls.as_ref().map(|t| t.listen),
+    );
+    check("server.h2c", o.h2c != n.h2c);
+    check("server.upstream_ca", o.upstream_ca != n.upstream_ca);
+    check("cache.max_size", old.cache.max_size != new.cache.max_size);
+    check(
+        "admin.listen",
+        old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
+    );
+    v
+}
+
+impl Reloader {
+    pub fn new(path: Option<PathBuf>) -> Reloader {
+        Reloader {
+            path,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Re-reads the config file and swaps the snapshot; on any error the
+    /// running config stays. Errors and the result are logged and counted.
+    pub fn reload(&self, state: &GatewayState) -> Result<ReloadReport, Vec<String>> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match &self.path {
+            None => Err(vec![
+                "gatehouse was not started from a config file; nothing to reload".to_string(),
+            ]),
+            Some(path) => config::load_file(path)
+                .map_err(|e| e.errors())
+                .and_then(|cfg| apply(state, cfg).map_err(|e| vec![e.to_string()])),
+        };
+        match &result {
+            Ok(report) => {
+                state
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["ok"])
+                    .inc();
+                log::info!("config reloaded (generation {})", report.generation);
+                for key in &report.needs_upgrade {
+                    log::warn!("config reload: `{key}` changed but only takes effect after a restart or `-u` upgrade");
+                }
+            }
+            Err(errors) => {
+                state
+                    .metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                log::error!("config reload failed; the running config stays in force:");
+                for e in errors {
+                    log::error!("  {e}");
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Makes `cfg` (already validated) the running config.
+pub fn apply(state: &GatewayState, cfg: Config) -> Result<ReloadReport, BuildError> {
+    let old = state.snapshots.load();
+    let needs_upgrade = restart_only_changes(&old.config, &cfg);
+    // Certificates are re-read on every reload (renewals keep the same
+    // paths); a bad pair fails the reload before anything is swapped.
+    let cert = match (&state.tls, &cfg.server.tls) {
+        (Some(_), Some(t)) => Some(crate::tls::load_pair(&t.cert, &t.key)?),
+        _ => None,
+    };
+    let logging = cfg.logging.clone();
+    let snap = state.snapshots.replace(cfg)?;
+    if let (Some(resolver), Some(cert)) = (&state.tls, cert) {
+        resolver.store(cert);
+    }
+    state.access_log.reconfigure(&logging);
+    crate::logging::set_level(logging.level);
+    init_metric_labels(state);
+    Ok(ReloadReport {
+        generation: snap.generation,
+        needs_upgrade,
+    })
+}
+
+/// Creates the per-route label sets of policy metrics at 0, so that
+/// dashboards see them before the first failure.
+pub(super) fn init_metric_labels(state: &GatewayState) {
+    let snap = state.snapshots.load();
+    for r in &snap.routes {
+        if r.auth.is_some() {
+            for reason in crate::policy::auth::REASONS {
+                state
+                    .metrics
+                    .auth_failures
+                    .with_label_values(&[&*r.name, reason]);
+            }
+        }
+        if r.cache.is_some() {
+            for result in crate::policy::cache::RESULTS {
+                state
+                    .metrics
+                    .cache_lookups
+                    .with_label_values(&[&*r.name, result]);
+            }
+        }
+        for l in &r.rate_limits {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[&*r.name, &*l.name]);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! What every service of one gateway shares (proxy, edge, admin, signals).
+//! Plain data: behaviour lives with the services and in `reload`.
+
+use super::reload::Reloader;
+use super::{BuildError, SnapshotHandle};
+use crate::config::Config;
+use crate::observability::access_log::AccessLog;
+use crate::observability::metrics::Metrics;
+use crate::tasks::Spawner;
+use crate::tls::CertResolver;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub struct GatewayState {
+    pub snapshots: SnapshotHandle,
+    pub cache: crate::cache::Cache,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    /// The listener certificate, present when `server.tls` is set.
+    pub tls: Option<Arc<CertResolver>>,
+    pub reloader: Reloader,
+}
+
+impl GatewayState {
+    /// Compiles `config`; `config_path` is the file a reload re-reads
+    /// (`None` when started from text, as the demo is).
+    pub fn new(
+        config: Config,
+        spawner: Spawner,
+        config_path: Option<PathBuf>,
+    ) -> Result<GatewayState, BuildError> {
+        let metrics = Metrics::new();
+        let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
+        let cache = crate::cache::Cache::new(config.cache.max_size);
+        let tls = match &config.server.tls {
+            Some(t) => Some(Arc::new(CertResolver::load(&t.cert, &t.key)?)),
+            None => None,
+        };
+        let state = GatewayState {
+            cache,
+            snapshots: SnapshotHandle::new(config, spawner)?,
+            metrics,
+            access_log,
+            tls,
+            reloader: Reloader::new(config_path),
+        };
+        super::reload::init_metric_labels(&state);
+        Ok(state)
+    }
+}
