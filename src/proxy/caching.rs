@@ -7,12 +7,11 @@
 //! a request but that are not in the key are removed, while
 //! `X-Forwarded-Host`/`-Proto` are always set from keyed values.
 
-use super::ctx::RequestCtx;
+use super::pipeline::From;
 use crate::cache::store::PurgeTag;
 use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
-use crate::runtime::GatewayState;
-use crate::runtime::Route;
+use crate::runtime::{GatewayState, Route};
 use http::Method;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, NoCacheReason, RespCacheable};
@@ -37,69 +36,77 @@ const UNKEYED_OVERRIDES: &[&str] = &[
     "forwarded",
 ];
 
-/// Request phase, after the route's policies passed.
-pub fn prepare(req: &mut RequestHeader, ctx: &mut RequestCtx, route: &Route) {
-    if route.cache.is_none() {
-        return;
-    }
-    match req.method {
+/// The cache's view of one request on a cached route (the ctx slice of
+/// this module).
+#[derive(Debug)]
+pub struct CacheCtx {
+    /// What the cache key and purges use.
+    pub tag: PurgeTag,
+    /// How the cache handled the request, once known.
+    pub outcome: Option<Outcome>,
+    /// The response was judged storable.
+    pub stored: bool,
+    /// An unsafe method: invalidate the path after a successful answer.
+    pub invalidate: bool,
+}
+
+/// Request phase, on routes with `cache`: strips unkeyed override headers
+/// from GET/HEAD and tags the request for the key and for invalidation.
+pub fn prepare(
+    req: &mut RequestHeader,
+    normalized: Option<&str>,
+    route: &Route,
+) -> Option<CacheCtx> {
+    route.cache?;
+    let (outcome, invalidate) = match req.method {
         Method::GET | Method::HEAD => {
             for h in UNKEYED_OVERRIDES {
                 req.remove_header(*h);
             }
+            (None, false)
         }
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {
-            ctx.cache_outcome = Some(Outcome::Method);
-            ctx.cache_invalidate = true;
+            (Some(Outcome::Method), true)
         }
-        _ => ctx.cache_outcome = Some(Outcome::Method),
-    }
-    ctx.cache_tag = Some(PurgeTag {
+        _ => (Some(Outcome::Method), false),
+    };
+    let tag = PurgeTag {
         host: crate::http::request_host(req)
             .map(|h| normalize_host(h).into_owned())
             .unwrap_or_default(),
-        path: ctx
-            .normalized_path
-            .clone()
-            .unwrap_or_else(|| req.uri.path().to_string()),
+        path: normalized.unwrap_or_else(|| req.uri.path()).to_string(),
         query: req.uri.query().unwrap_or("").to_string(),
-    });
+    };
+    Some(CacheCtx {
+        tag,
+        outcome,
+        stored: false,
+        invalidate,
+    })
 }
 
 /// `request_cache_filter`: enable the cache for GET/HEAD on cached routes.
-pub fn enable(state: &GatewayState, session: &mut Session, ctx: &mut RequestCtx) {
-    if ctx.cache_tag.is_none() || ctx.cache_outcome.is_some() || ctx.error.is_some() {
+pub fn enable(state: &GatewayState, session: &mut Session, cache: &mut CacheCtx) {
+    if cache.outcome.is_some() {
         return;
     }
     if policy::request_no_store(session.req_header()) {
-        ctx.cache_outcome = Some(Outcome::Bypass);
+        cache.outcome = Some(Outcome::Bypass);
         return;
     }
     state.cache.enable(session);
 }
 
-pub fn key(session: &Session, ctx: &RequestCtx) -> pingora::Result<CacheKey> {
-    let (Some(route), Some(tag)) = (ctx.route(), ctx.cache_tag.as_ref()) else {
-        return pingora::Error::e_explain(
-            pingora::ErrorType::InternalError,
-            "cache key without a cached route",
-        );
-    };
-    Ok(crate::cache::key(
-        crate::http::scheme(session),
-        &route.name,
-        tag,
-    ))
+pub fn key(session: &Session, route: &Route, cache: &CacheCtx) -> CacheKey {
+    crate::cache::key(crate::http::scheme(session), &route.name, &cache.tag)
 }
 
 pub fn response_cacheable(
     session: &Session,
     resp: &ResponseHeader,
-    ctx: &mut RequestCtx,
+    route: &Route,
+    cache: &mut CacheCtx,
 ) -> RespCacheable {
-    let Some(route) = ctx.route() else {
-        return RespCacheable::Uncacheable(NoCacheReason::InternalError);
-    };
     let fallback = route.cache.unwrap_or(Duration::ZERO);
     let req = session.req_header();
     let authenticated =
@@ -117,7 +124,7 @@ pub fn response_cacheable(
             } else {
                 now + fresh
             };
-            ctx.cache_stored = true;
+            cache.stored = true;
             RespCacheable::Cacheable(CacheMeta::new(
                 fresh_until,
                 now,
@@ -127,7 +134,7 @@ pub fn response_cacheable(
             ))
         }
         Storable::NoStore(reason) => {
-            ctx.cache_stored = false;
+            cache.stored = false;
             RespCacheable::Uncacheable(NoCacheReason::Custom(reason))
         }
     }
@@ -145,39 +152,49 @@ fn ttl(meta: &CacheMeta) -> i64 {
     }
 }
 
-/// The outcome once the response head is known.
-pub fn outcome(session: &Session, resp_status: u16, ctx: &RequestCtx) -> Option<Outcome> {
-    if let Some(o) = ctx.cache_outcome {
-        return Some(o);
+/// The outcome once a proxied or cached response head is known.
+fn observed(session: &Session, resp_status: u16, cache: &CacheCtx) -> Outcome {
+    if let Some(o) = cache.outcome {
+        return o;
     }
-    ctx.cache_tag.as_ref()?;
     let collapsed = session.cache.lock_duration().is_some();
-    Some(match session.cache.phase() {
-        CachePhase::Hit => Outcome::Hit {
-            ttl: ttl(session.cache.cache_meta()),
-            collapsed,
-        },
-        CachePhase::Stale | CachePhase::StaleUpdating => Outcome::Hit {
+    match session.cache.phase() {
+        CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating => Outcome::Hit {
             ttl: ttl(session.cache.cache_meta()),
             collapsed,
         },
         CachePhase::Expired => Outcome::Revalidated {
             status: resp_status,
-            stored: ctx.cache_stored,
+            stored: cache.stored,
         },
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => Outcome::Revalidated {
             status: 304,
             stored: false,
         },
         _ => Outcome::Miss {
-            stored: ctx.cache_stored,
+            stored: cache.stored,
             collapsed,
         },
-    })
+    }
 }
 
-/// Adds the `Cache-Status` member after any upstream one.
-pub fn add_status(resp: &mut ResponseHeader, outcome: Outcome) -> pingora::Result<()> {
+/// Response decoration: records the outcome and adds the `Cache-Status`
+/// member (after any upstream one). An answer gatehouse generated itself is
+/// a miss that was not stored.
+pub fn decorate(
+    session: &Session,
+    resp: &mut ResponseHeader,
+    cache: &mut CacheCtx,
+    from: &From,
+) -> pingora::Result<()> {
+    let outcome = match from {
+        From::Upstream => observed(session, resp.status.as_u16(), cache),
+        _ => cache.outcome.unwrap_or(Outcome::Miss {
+            stored: false,
+            collapsed: false,
+        }),
+    };
+    cache.outcome = Some(outcome);
     let mut value = outcome.cache_status();
     if let Some(up) = resp
         .headers
@@ -191,8 +208,8 @@ pub fn add_status(resp: &mut ResponseHeader, outcome: Outcome) -> pingora::Resul
 }
 
 /// After the response: count the lookup and invalidate after unsafe methods.
-pub fn finish(state: &GatewayState, ctx: &RequestCtx, status: u16, metrics: bool) {
-    let (Some(route), Some(outcome)) = (ctx.route(), ctx.cache_outcome) else {
+pub fn finish(state: &GatewayState, route: &Route, cache: &CacheCtx, status: u16, metrics: bool) {
+    let Some(outcome) = cache.outcome else {
         return;
     };
     if metrics {
@@ -202,12 +219,11 @@ pub fn finish(state: &GatewayState, ctx: &RequestCtx, status: u16, metrics: bool
             .with_label_values(&[&*route.name, outcome.label()])
             .inc();
     }
-    if ctx.cache_invalidate && status < 400 {
-        if let Some(tag) = &ctx.cache_tag {
-            state
-                .cache
-                .store
-                .purge_path(&tag.path, None, Some(&tag.host));
-        }
+    if cache.invalidate && status < 400 {
+        let tag = &cache.tag;
+        state
+            .cache
+            .store
+            .purge_path(&tag.path, None, Some(&tag.host));
     }
 }

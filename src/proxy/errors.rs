@@ -7,7 +7,6 @@ use crate::policy::rate_limit::LimitState;
 use crate::problem::{self, Problem};
 use http::Method;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
 /// Errors that gatehouse answers itself.
@@ -140,11 +139,6 @@ impl GatewayError {
             GatewayError::Auth(AuthDenied::Unavailable) => {
                 vec![(http::header::RETRY_AFTER, "5".into())]
             }
-            GatewayError::RateLimited(s) => s
-                .headers()
-                .into_iter()
-                .map(|(n, v)| (http::HeaderName::from_static(n), v))
-                .collect(),
             GatewayError::RateLimitUnavailable => vec![(http::header::RETRY_AFTER, "1".into())],
             _ => Vec::new(),
         }
@@ -188,46 +182,17 @@ impl GatewayError {
         }
     }
 
-    /// The complete response head for this problem.
-    /// `extra` are headers the request earned before failing (rate-limit state).
-    pub fn response_header(
-        &self,
-        request_id: &str,
-        body_len: usize,
-        extra: &[(&'static str, String)],
-    ) -> pingora::Result<ResponseHeader> {
+    /// The response head of this problem; what the request earned before
+    /// failing (request id, rate-limit state, CORS) is added by
+    /// `pipeline::response`.
+    pub fn response_header(&self, body_len: usize) -> pingora::Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status(), Some(6))?;
         resp.insert_header(http::header::CONTENT_TYPE, problem::CONTENT_TYPE)?;
         resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
         resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        if !request_id.is_empty() {
-            resp.insert_header("x-request-id", request_id)?;
-        }
         for (name, value) in self.headers() {
             resp.append_header(name, value)?;
         }
-        for (name, value) in extra {
-            resp.insert_header(*name, value)?;
-        }
         Ok(resp)
     }
-}
-
-/// Writes `err` as the response to `session`, with `extra` headers.
-pub async fn respond(
-    session: &mut Session,
-    err: &GatewayError,
-    request_id: &str,
-    extra: &[(&'static str, String)],
-) -> pingora::Result<()> {
-    let body = err.problem().body(request_id);
-    let resp = err.response_header(request_id, body.len(), extra)?;
-    let head_only = session.req_header().method == Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
 }

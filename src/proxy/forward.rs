@@ -3,8 +3,60 @@
 //! identity headers a client may not send.
 
 use ipnet::IpNet;
+use pingora::proxy::Session;
 use std::borrow::Cow;
 use std::net::IpAddr;
+
+/// Who sent the request (the ctx slice of this module).
+#[derive(Debug, Default)]
+pub struct ClientAddr {
+    /// The client as derived from the peer and trusted `X-Forwarded-For`.
+    pub ip: Option<IpAddr>,
+    /// The TCP peer.
+    pub peer: Option<IpAddr>,
+    /// The peer is a trusted proxy.
+    pub trusted: bool,
+}
+
+impl ClientAddr {
+    pub fn of(session: &Session, trusted: &[IpNet]) -> ClientAddr {
+        let Some(peer) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        else {
+            return ClientAddr::default();
+        };
+        let peer_trusted = is_trusted(peer, trusted);
+        let xff: Vec<&str> = if peer_trusted {
+            session
+                .req_header()
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ClientAddr {
+            ip: Some(client_ip(peer, &xff, trusted)),
+            peer: Some(peer),
+            trusted: peer_trusted,
+        }
+    }
+}
+
+/// The request id: the client's `X-Request-Id` when it is sane
+/// ([`crate::http::sane_request_id`]), else a new one.
+pub fn request_id(req: &pingora::http::RequestHeader) -> String {
+    match req.headers.get("x-request-id") {
+        Some(v) if crate::http::sane_request_id(v.as_bytes()) => {
+            v.to_str().unwrap_or_default().to_string()
+        }
+        _ => crate::http::new_request_id(),
+    }
+}
 
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {

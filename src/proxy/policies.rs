@@ -1,93 +1,104 @@
-//! The request-phase policy chain of a matched route, in this order:
-//! authentication, then rate limits. Rate limits count every request on
-//! the route, authenticated or not (unauthenticated ones by client IP), so
-//! credential guessing is limited too; over a limit the answer is 429 even
-//! when the credentials were also bad.
+//! The access policies of a matched route: authentication and rate limits.
+//! `pipeline.rs` states their order; these are the steps.
 
-use super::ctx::RequestCtx;
 use super::errors::GatewayError;
 use crate::config::LimitKey;
-use crate::policy::rate_limit;
-use crate::runtime::GatewayState;
-use crate::runtime::{Route, Snapshot};
-use pingora::proxy::Session;
+use crate::policy::auth::{AuthDenied, Identity};
+use crate::policy::rate_limit::{self, LimitState, Verdict};
+use crate::runtime::{GatewayState, Route};
+use http::HeaderMap;
+use std::net::IpAddr;
 
-pub async fn on_request(
+/// Authentication: the identity, or the refusal (401/403/503).
+pub async fn authenticate(
     state: &GatewayState,
-    session: &Session,
-    ctx: &mut RequestCtx,
-    snap: &Snapshot,
     route: &Route,
-) -> Result<(), GatewayError> {
-    let metrics = snap.config.admin.is_some().then_some(&state.metrics);
-    let mut auth_error = None;
-    if let Some(auth) = &route.auth {
-        match auth.authenticate(&session.req_header().headers).await {
-            Ok(identity) => {
-                ctx.user = identity.user;
-                ctx.claims = identity.claims;
-                ctx.identity_headers = identity.headers;
-            }
-            Err(denied) => {
-                if let Some(m) = metrics {
-                    m.auth_failures
-                        .with_label_values(&[&*route.name, denied.reason()])
-                        .inc();
-                }
-                auth_error = Some(GatewayError::Auth(denied));
-            }
-        }
-    }
-    if !route.rate_limits.is_empty() {
-        let req = session.req_header();
-        let key_of = |k: &LimitKey| -> Option<String> {
-            match k {
-                LimitKey::ClientIp => None,
-                LimitKey::Consumer => ctx.user.clone(),
-                LimitKey::Claim(name) => ctx
-                    .claims
-                    .as_ref()?
-                    .get(name)
-                    .map(|v| crate::http::claim_text(v).into_owned()),
-                LimitKey::Header(h) => req
-                    .headers
-                    .get(h)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            }
-        };
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let on_redis_error = |store: &rate_limit::RedisStore, e: &str| {
-            state.metrics.redis_errors.inc();
-            if store.should_log() {
-                log::error!(
-                    "rate limit: Redis {} failed: {e} (on_error: {:?})",
-                    store.config.redacted_url(),
-                    store.config.on_error
-                );
-            }
-        };
-        let verdict = rate_limit::check(&route.rate_limits, key_of, &client, on_redis_error).await;
-        if let Some(m) = metrics {
-            for limit in &verdict.exceeded {
-                m.rate_limited
-                    .with_label_values(&[&*route.name, limit])
+    headers: &HeaderMap,
+    metrics: bool,
+) -> Result<Option<Identity>, AuthDenied> {
+    let Some(auth) = &route.auth else {
+        return Ok(None);
+    };
+    match auth.authenticate(headers).await {
+        Ok(identity) => Ok(Some(identity)),
+        Err(denied) => {
+            if metrics {
+                state
+                    .metrics
+                    .auth_failures
+                    .with_label_values(&[&*route.name, denied.reason()])
                     .inc();
             }
-        }
-        if verdict.unavailable {
-            return Err(GatewayError::RateLimitUnavailable);
-        }
-        ctx.rate_limit = verdict.report;
-        if !verdict.exceeded.is_empty() {
-            let state = ctx
-                .rate_limit
-                .clone()
-                .expect("an exceeded limit is reported");
-            return Err(GatewayError::RateLimited(state));
+            Err(denied)
         }
     }
-    match auth_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+}
+
+/// Rate limits: counts the request against every limit of the route; the
+/// state to report goes to `report` (also on a 429).
+pub async fn limit(
+    state: &GatewayState,
+    route: &Route,
+    headers: &HeaderMap,
+    identity: Option<&Identity>,
+    client: Option<IpAddr>,
+    metrics: bool,
+    report: &mut Option<LimitState>,
+) -> Result<(), GatewayError> {
+    if route.rate_limits.is_empty() {
+        return Ok(());
+    }
+    let key_of = |k: &LimitKey| -> Option<String> {
+        match k {
+            LimitKey::ClientIp => None,
+            LimitKey::Consumer => identity?.user.clone(),
+            LimitKey::Claim(name) => identity?
+                .claims
+                .as_ref()?
+                .get(name)
+                .map(|v| crate::http::claim_text(v).into_owned()),
+            LimitKey::Header(h) => headers
+                .get(h)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        }
+    };
+    let mut fallback = String::new();
+    if let Some(ip) = client {
+        crate::netfmt::push_ip(&mut fallback, ip);
+    }
+    let on_redis_error = |store: &rate_limit::RedisStore, e: &str| {
+        state.metrics.redis_errors.inc();
+        if store.should_log() {
+            log::error!(
+                "rate limit: Redis {} failed: {e} (on_error: {:?})",
+                store.config.redacted_url(),
+                store.config.on_error
+            );
+        }
+    };
+    let verdict = rate_limit::check(&route.rate_limits, key_of, &fallback, on_redis_error).await;
+    let count = |over: &[std::sync::Arc<str>]| {
+        for limit in over.iter().filter(|_| metrics) {
+            state
+                .metrics
+                .rate_limited
+                .with_label_values(&[&*route.name, limit])
+                .inc();
+        }
+    };
+    match verdict {
+        Verdict::Pass(state) => {
+            *report = state;
+            Ok(())
+        }
+        Verdict::Exceeded { report: r, over } => {
+            count(&over);
+            *report = Some(r.clone());
+            Err(GatewayError::RateLimited(r))
+        }
+        Verdict::Unavailable { over } => {
+            count(&over);
+            Err(GatewayError::RateLimitUnavailable)
+        }
     }
 }

@@ -1,28 +1,31 @@
 //! Routing one request: normalise, match, and work out the upstream target.
 
-use super::ctx::RequestCtx;
 use super::errors::GatewayError;
 use super::forward;
 use crate::http::normalize_host;
 use crate::http::normalize_path;
 use crate::router::{RouteOutcome, RouteRequest};
+use crate::runtime::Snapshot;
 use pingora::http::RequestHeader;
 
-/// What routing decided, owned so the session can be mutated afterwards.
-pub(super) struct Routed {
+/// What routing decided (the ctx slice of this module), owned so the
+/// session can be mutated afterwards.
+pub struct Matched {
+    /// Index into `Snapshot::routes`.
     pub route: usize,
+    /// The normalised path when it differs from the request's path.
     pub normalized: Option<String>,
+    /// The request target to send upstream when it differs from the client's.
     pub upstream_uri: Option<http::Uri>,
 }
 
 /// Routes `req` as if its method were `method` (a CORS preflight is routed
 /// on the method it asks about).
 pub(super) fn route_request(
-    ctx: &RequestCtx,
+    snap: &Snapshot,
     req: &RequestHeader,
     method: &http::Method,
-) -> std::result::Result<Routed, GatewayError> {
-    let snap = ctx.snapshot.as_ref().ok_or(GatewayError::Internal)?;
+) -> Result<Matched, GatewayError> {
     let raw_path = req.uri.path();
     let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
     let host = crate::http::request_host(req).map(normalize_host);
@@ -58,7 +61,7 @@ pub(super) fn route_request(
         } else {
             None
         };
-    Ok(Routed {
+    Ok(Matched {
         route: id,
         normalized: match path {
             std::borrow::Cow::Owned(p) => Some(p),

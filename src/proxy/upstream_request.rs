@@ -13,11 +13,11 @@ pub(super) fn prepare(
     up: &mut RequestHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    if let Some(uri) = ctx.upstream_uri.take() {
+    if let Some(uri) = ctx.matched.as_mut().and_then(|m| m.upstream_uri.take()) {
         up.set_uri(uri);
     }
     // X-Forwarded-For: the chain so far plus the peer.
-    if let Some(peer) = ctx.peer_ip {
+    if let Some(peer) = ctx.client.peer {
         let mut xff = String::with_capacity(48);
         for v in session.req_header().headers.get_all("x-forwarded-for") {
             if let Ok(v) = v.to_str() {
@@ -30,18 +30,14 @@ pub(super) fn prepare(
     }
     // Proto and Host are believed only from trusted proxies.
     let req = session.req_header();
-    if !(ctx.peer_trusted
-        && ctx.cache_tag.is_none()
-        && req.headers.contains_key("x-forwarded-proto"))
+    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key("x-forwarded-proto"))
     {
         up.insert_header(
             "x-forwarded-proto",
             HeaderValue::from_static(crate::http::scheme(session)),
         )?;
     }
-    if !(ctx.peer_trusted
-        && ctx.cache_tag.is_none()
-        && req.headers.contains_key("x-forwarded-host"))
+    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key("x-forwarded-host"))
     {
         match crate::http::request_host(req) {
             Some(h) => up.insert_header("x-forwarded-host", h.to_string())?,
@@ -58,8 +54,10 @@ pub(super) fn prepare(
         headers::apply_request(&route.request_headers, up, &vars)?;
     }
     // Last: identity from verified credentials wins over everything.
-    for (name, value) in &ctx.identity_headers {
-        up.insert_header(name.clone(), value.clone())?;
+    if let Some(identity) = &ctx.identity {
+        for (name, value) in &identity.headers {
+            up.insert_header(name.clone(), value.clone())?;
+        }
     }
     Ok(())
 }

@@ -51,9 +51,9 @@ impl LimitState {
         }
     }
 
-    /// Adds the same headers as [`LimitState::headers`] to a proxied
-    /// response, without the intermediate strings (numbers become header
-    /// values directly).
+    /// Adds `X-RateLimit-*`, draft `RateLimit-Policy`/`RateLimit` and, on
+    /// a refusal, `Retry-After` to a response (proxied or generated);
+    /// numbers become header values directly.
     pub fn add_to(&self, resp: &mut pingora::http::ResponseHeader) -> pingora::Result<()> {
         resp.insert_header("x-ratelimit-limit", http::HeaderValue::from(self.requests))?;
         resp.insert_header(
@@ -79,70 +79,47 @@ impl LimitState {
         }
         Ok(())
     }
-
-    /// `X-RateLimit-*`, draft `RateLimit-Policy`/`RateLimit`, and on a
-    /// refusal `Retry-After`.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("x-ratelimit-limit", self.requests.to_string()),
-            ("x-ratelimit-remaining", self.remaining.to_string()),
-            ("x-ratelimit-reset", self.reset_secs.to_string()),
-            (
-                "ratelimit-policy",
-                format!(
-                    "\"{}\";q={};w={}",
-                    self.limit, self.requests, self.window_secs
-                ),
-            ),
-            (
-                "ratelimit",
-                format!(
-                    "\"{}\";r={};t={}",
-                    self.limit, self.remaining, self.reset_secs
-                ),
-            ),
-        ];
-        if self.exceeded {
-            h.push(("retry-after", self.reset_secs.to_string()));
-        }
-        h
-    }
 }
 
 /// What the route's limits decided.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Verdict {
-    /// The limit to report in the response headers.
-    pub report: Option<LimitState>,
-    /// Every limit the request went over (for metrics); non-empty = 429.
-    pub exceeded: Vec<Arc<str>>,
-    /// A Redis limit could not be checked and `on_error: deny`: 503.
-    pub unavailable: bool,
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Under every limit; the limit to report in the headers (none when
+    /// no limit could be checked).
+    Pass(Option<LimitState>),
+    /// 429: the refusing limit with the longest wait, and every limit the
+    /// request went over (for metrics).
+    Exceeded {
+        report: LimitState,
+        over: Vec<Arc<str>>,
+    },
+    /// 503: a Redis limit could not be checked and `on_error: deny`; the
+    /// limits that could be checked and were over still count.
+    Unavailable { over: Vec<Arc<str>> },
 }
 
 /// Picks the verdict from the limits that could be checked.
 pub fn decide(states: Vec<LimitState>, unavailable: bool) -> Verdict {
-    let exceeded: Vec<Arc<str>> = states
+    let over: Vec<Arc<str>> = states
         .iter()
         .filter(|s| s.exceeded)
         .map(|s| s.limit.clone())
         .collect();
-    let report = if exceeded.is_empty() {
-        states.into_iter().min_by(|a, b| {
+    if unavailable {
+        return Verdict::Unavailable { over };
+    }
+    let refusing = states
+        .iter()
+        .filter(|s| s.exceeded)
+        .max_by_key(|s| s.reset_secs)
+        .cloned();
+    match refusing {
+        Some(report) => Verdict::Exceeded { report, over },
+        None => Verdict::Pass(states.into_iter().min_by(|a, b| {
             a.remaining
                 .cmp(&b.remaining)
                 .then(b.reset_secs.cmp(&a.reset_secs))
-        })
-    } else {
-        states
-            .into_iter()
-            .filter(|s| s.exceeded)
-            .max_by_key(|s| s.reset_secs)
-    };
-    Verdict {
-        report,
-        exceeded,
-        unavailable,
+        })),
     }
 }
 
@@ -229,27 +206,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn add_to_writes_what_headers_lists() {
-        for s in [st("a", 100, 10, 30), st("b", 10, 11, 5)] {
-            let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
-            s.add_to(&mut resp).unwrap();
-            let want = s.headers();
-            assert_eq!(resp.headers.len(), want.len());
-            for (name, value) in want {
-                assert_eq!(resp.headers[name], value.as_str(), "{name}");
-            }
+    /// The headers `add_to` writes, as (name, value) text.
+    fn headers(s: &LimitState) -> Vec<(String, String)> {
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        s.add_to(&mut resp).unwrap();
+        resp.headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    fn pass(v: Verdict) -> LimitState {
+        match v {
+            Verdict::Pass(Some(s)) => s,
+            other => panic!("expected a pass with a report, got {other:?}"),
         }
     }
 
     #[test]
     fn reports_the_most_restrictive() {
         let v = decide(vec![st("a", 100, 10, 30), st("b", 10, 5, 50)], false);
-        assert_eq!(v.report.unwrap().limit.as_ref(), "b");
-        assert!(v.exceeded.is_empty());
+        assert_eq!(pass(v).limit.as_ref(), "b");
         // tie on remaining: the longer wait
         let v = decide(vec![st("a", 10, 5, 30), st("b", 10, 5, 50)], false);
-        assert_eq!(v.report.unwrap().limit.as_ref(), "b");
+        assert_eq!(pass(v).limit.as_ref(), "b");
     }
 
     #[test]
@@ -262,19 +242,25 @@ mod tests {
             ],
             false,
         );
-        let r = v.report.unwrap();
+        let Verdict::Exceeded { report: r, over } = v else {
+            panic!("expected a refusal");
+        };
         assert_eq!(r.limit.as_ref(), "b");
-        assert_eq!(v.exceeded.len(), 2);
-        let h = r.headers();
-        assert!(h.contains(&("retry-after", "40".to_string())));
-        assert!(h.contains(&("x-ratelimit-remaining", "0".to_string())));
-        assert!(h.contains(&("ratelimit", "\"b\";r=0;t=40".to_string())));
-        assert!(h.contains(&("ratelimit-policy", "\"b\";q=100;w=60".to_string())));
+        assert_eq!(over.len(), 2);
+        let h = headers(&r);
+        let has = |n: &str, v: &str| h.contains(&(n.to_string(), v.to_string()));
+        assert!(has("retry-after", "40"));
+        assert!(has("x-ratelimit-remaining", "0"));
+        assert!(has("ratelimit", "\"b\";r=0;t=40"));
+        assert!(has("ratelimit-policy", "\"b\";q=100;w=60"));
     }
 
     #[test]
     fn nothing_to_report_without_states() {
-        let v = decide(Vec::new(), true);
-        assert!(v.report.is_none() && v.unavailable);
+        assert_eq!(
+            decide(Vec::new(), true),
+            Verdict::Unavailable { over: Vec::new() }
+        );
+        assert_eq!(decide(Vec::new(), false), Verdict::Pass(None));
     }
 }

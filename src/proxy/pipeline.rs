@@ -1,0 +1,162 @@
+//! The policy pipeline: the only place that states in which order a
+//! request's policies run, and how every response is decorated.
+//!
+//! To add a policy: give it a module (its decision logic in `policy/`, its
+//! ctx slice and Pingora glue next to it), one step below, and its config.
+//! The ProxyHttp hooks in `mod.rs` only dispatch here.
+
+use super::ctx::RequestCtx;
+use super::errors::GatewayError;
+use super::{caching, forward, observe, policies, route};
+use crate::policy::{cors, headers};
+use crate::runtime::GatewayState;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// What the request phase decided.
+pub enum Answer {
+    /// Go on to the cache and the upstream.
+    Continue,
+    /// Answered by gatehouse (a CORS preflight): decorate and send this.
+    Respond(Box<ResponseHeader>),
+}
+
+/// Where a response comes from, for [`response`].
+pub enum From {
+    /// Proxied, or served from the cache.
+    Upstream,
+    /// gatehouse's answer to a CORS preflight.
+    Preflight,
+    /// gatehouse's own error (problem+json).
+    Gateway,
+}
+
+/// `request_filter`: every step in order; the first refusal ends it.
+pub async fn request(
+    state: &GatewayState,
+    session: &mut Session,
+    cx: &mut RequestCtx,
+) -> Result<Answer, GatewayError> {
+    let snap = cx.snapshot.as_deref().ok_or(GatewayError::Internal)?;
+    let metrics = snap.config.admin.is_some();
+    // 1. Before any policy: a client can never supply its own identity.
+    forward::strip_identity_headers(session.req_header_mut(), &snap.identity_headers);
+    // 2. Route on the normalised path (404/405/400). A CORS preflight is
+    //    routed on the method it asks about.
+    let req = session.req_header();
+    let preflight = cors::preflight_method(&req.method, &req.headers);
+    let matched = route::route_request(snap, req, preflight.as_ref().unwrap_or(&req.method))?;
+    let route = &snap.routes[matched.route];
+    session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
+    // 3. CORS preflight: answered here (204, or 403 for an origin the
+    //    route does not allow), never proxied, no credentials needed.
+    if let (Some(_), Some(cfg)) = (&preflight, &route.cors) {
+        cx.matched = Some(matched);
+        if !cors::allowed(
+            cfg,
+            cors::origin(&session.req_header().headers).unwrap_or(""),
+        ) {
+            return Err(GatewayError::CorsRejected);
+        }
+        let mut resp = ResponseHeader::build(204, Some(8)).map_err(|_| GatewayError::Internal)?;
+        let _ = resp.insert_header(http::header::CONTENT_LENGTH, "0");
+        return Ok(Answer::Respond(Box::new(resp)));
+    }
+    // 4. Cache preparation on cached routes: unkeyed override headers go,
+    //    the request is tagged for its key and for invalidation.
+    cx.cache = caching::prepare(
+        session.req_header_mut(),
+        matched.normalized.as_deref(),
+        route,
+    );
+    cx.matched = Some(matched);
+    // 5. Authentication. Its refusal waits for step 6.
+    let headers = &session.req_header().headers;
+    let denied = match policies::authenticate(state, route, headers, metrics).await {
+        Ok(identity) => {
+            cx.identity = identity;
+            None
+        }
+        Err(denied) => Some(denied),
+    };
+    // 6. Rate limits count every request, authenticated or not (then by
+    //    client IP), so credential guessing is limited too; over a limit
+    //    the answer is 429 even when the credentials were also bad.
+    let client = cx.client.ip;
+    let identity = cx.identity.as_ref();
+    policies::limit(
+        state,
+        route,
+        headers,
+        identity,
+        client,
+        metrics,
+        &mut cx.limit,
+    )
+    .await?;
+    match denied {
+        Some(d) => Err(GatewayError::Auth(d)),
+        None => Ok(Answer::Continue),
+    }
+}
+
+/// Every response head, proxied or generated, passes here once before it
+/// is sent: the only place that adds what a request earned.
+pub fn response(
+    session: &Session,
+    resp: &mut ResponseHeader,
+    cx: &mut RequestCtx,
+    from: From,
+) -> pingora::Result<()> {
+    // 1. The request id.
+    if !cx.request_id.is_empty() {
+        resp.insert_header("x-request-id", cx.request_id.as_str())?;
+    }
+    // 2. Cache-Status, on cached routes.
+    if let Some(cache) = &mut cx.cache {
+        caching::decorate(session, resp, cache, &from)?;
+    }
+    // 3. The reported rate limit (a 401 on a limited route shows it too).
+    if let Some(limit) = &cx.limit {
+        limit.add_to(resp)?;
+    }
+    let Some((route, vars)) = cx.route_and_vars() else {
+        return Ok(());
+    };
+    // 4. The route's response transforms: proxied responses only; the
+    //    gateway's own answers are not transformed.
+    if let From::Upstream = from {
+        headers::apply_response(&route.response_headers, resp, &vars)?;
+    }
+    // 5. CORS: a browser can only read an answer (an error too) that the
+    //    route allows; `Vary: Origin` keeps caches from mixing origins.
+    if let Some(cfg) = &route.cors {
+        let origin = cors::origin(&session.req_header().headers);
+        let set = match from {
+            From::Preflight => cors::preflight_headers(cfg, origin.unwrap_or("")),
+            _ => cors::response_headers(cfg, origin),
+        };
+        for (name, value) in set {
+            resp.insert_header(name, value)?;
+        }
+        if !matches!(from, From::Preflight) {
+            resp.append_header(http::header::VARY, "Origin")?;
+        }
+    }
+    Ok(())
+}
+
+/// `logging`, after the response: cache bookkeeping (lookup counts,
+/// invalidation after unsafe methods), then metrics and the access log.
+pub fn log(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
+    if let (Some(route), Some(cache)) = (cx.route(), &cx.cache) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let metrics = cx
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.config.admin.is_some());
+        caching::finish(state, route, cache, status, metrics);
+    }
+    observe::record(state, session, cx);
+    cx.upstream.guard = None;
+}
