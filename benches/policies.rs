@@ -141,7 +141,13 @@ fn bookkeeping(c: &mut Criterion) {
                 .observe(black_box(0.0012))
         })
     });
-    let child = m.route("orders", "orders");
+    let child = m.route(&gatehouse::observability::metrics::RouteLabels {
+        route: "orders",
+        upstream: "orders",
+        auth_reasons: &[],
+        cache_results: &[],
+        limits: &[],
+    });
     c.bench_function("metrics/histogram_resolved_once", |b| {
         b.iter(|| child.duration.observe(black_box(0.0012)))
     });

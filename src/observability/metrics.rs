@@ -54,12 +54,28 @@ pub struct Metrics {
     statuses: Vec<String>,
 }
 
-/// The label-less children one route records into on every request,
-/// resolved once per route and snapshot: `with_label_values` hashes the
-/// labels and takes the family's lock on every call.
+/// The children one route records into, resolved when its snapshot is
+/// built: `with_label_values` hashes the labels and takes the family's lock
+/// on every call. Resolving them also makes every series of the route
+/// visible at 0 before its first event.
 pub struct RouteMetrics {
     pub duration: Histogram,
     pub upstream_duration: Histogram,
+    /// By failure reason, in the order of the labels given (none without auth).
+    pub auth: Box<[IntCounter]>,
+    /// By cache result, in the order of the labels given (none when not cached).
+    pub cache: Box<[IntCounter]>,
+    /// One per rate limit of the route, in the route's order.
+    pub limited: Box<[IntCounter]>,
+}
+
+/// What [`Metrics::route`] resolves for one route.
+pub struct RouteLabels<'a> {
+    pub route: &'a str,
+    pub upstream: &'a str,
+    pub auth_reasons: &'a [&'a str],
+    pub cache_results: &'a [&'a str],
+    pub limits: &'a [&'a str],
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -192,15 +208,24 @@ impl Metrics {
         m
     }
 
-    /// The histograms of route `route` (upstream `upstream`).
-    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+    /// The children of one route.
+    pub fn route(&self, l: &RouteLabels<'_>) -> RouteMetrics {
+        let by = |family: &IntCounterVec, values: &[&str]| -> Box<[IntCounter]> {
+            values
+                .iter()
+                .map(|v| family.with_label_values(&[l.route, v]))
+                .collect()
+        };
         RouteMetrics {
-            duration: self.request_duration.with_label_values(&[route]),
-            upstream_duration: self.upstream_duration.with_label_values(&[upstream]),
+            duration: self.request_duration.with_label_values(&[l.route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[l.upstream]),
+            auth: by(&self.auth_failures, l.auth_reasons),
+            cache: by(&self.cache_lookups, l.cache_results),
+            limited: by(&self.rate_limited, l.limits),
         }
     }
 
-    /// The label for a status code.
+    /// `code` as label text, without formatting it per request.
     pub fn status(&self, code: u16) -> &str {
         self.statuses.get(code as usize).map_or("0", String::as_str)
     }

@@ -183,25 +183,73 @@ impl Outcome {
         }
     }
 
-    /// The `result` label and access-log `cache` value.
-    pub fn label(&self) -> &'static str {
+    pub fn result(&self) -> CacheResult {
         match *self {
-            Outcome::Hit { ttl, .. } if ttl < 0 => "stale",
-            Outcome::Hit { .. } => "hit",
-            Outcome::Miss { .. } => "miss",
-            Outcome::Revalidated { .. } => "revalidated",
-            Outcome::Method => "method",
-            Outcome::Bypass => "bypass",
+            Outcome::Hit { ttl, .. } if ttl < 0 => CacheResult::Stale,
+            Outcome::Hit { .. } => CacheResult::Hit,
+            Outcome::Miss { .. } => CacheResult::Miss,
+            Outcome::Revalidated { .. } => CacheResult::Revalidated,
+            Outcome::Method => CacheResult::Method,
+            Outcome::Bypass => CacheResult::Bypass,
         }
     }
 }
 
-/// Every `result` label value.
-pub const RESULTS: &[&str] = &["hit", "stale", "miss", "revalidated", "method", "bypass"];
+/// The `result` label of `gatehouse_cache_lookups_total` and the
+/// access-log `cache` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Stale,
+    Miss,
+    Revalidated,
+    Method,
+    Bypass,
+}
+
+impl CacheResult {
+    /// In label order: `ALL[r as usize] == r`.
+    pub const ALL: [CacheResult; 6] = [
+        CacheResult::Hit,
+        CacheResult::Stale,
+        CacheResult::Miss,
+        CacheResult::Revalidated,
+        CacheResult::Method,
+        CacheResult::Bypass,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Stale => "stale",
+            CacheResult::Miss => "miss",
+            CacheResult::Revalidated => "revalidated",
+            CacheResult::Method => "method",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+
+    /// Every label, in [`CacheResult::ALL`] order.
+    pub fn labels() -> [&'static str; 6] {
+        CacheResult::ALL.map(CacheResult::label)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_index_their_labels() {
+        for (i, r) in CacheResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let labels = CacheResult::labels();
+        assert_eq!(labels.len(), 6);
+        assert!(labels
+            .iter()
+            .all(|l| labels.iter().filter(|m| m == &l).count() == 1));
+    }
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", b"/x", None).unwrap();

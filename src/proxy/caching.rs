@@ -208,16 +208,16 @@ pub fn decorate(
 }
 
 /// After the response: count the lookup and invalidate after unsafe methods.
-pub fn finish(state: &GatewayState, route: &Route, cache: &CacheCtx, status: u16, metrics: bool) {
+pub fn finish(state: &GatewayState, route: &Route, cache: &CacheCtx, status: u16) {
     let Some(outcome) = cache.outcome else {
         return;
     };
-    if metrics {
-        state
-            .metrics
-            .cache_lookups
-            .with_label_values(&[&*route.name, outcome.label()])
-            .inc();
+    let counter = route
+        .metrics
+        .as_ref()
+        .and_then(|m| m.cache.get(outcome.result() as usize));
+    if let Some(c) = counter {
+        c.inc();
     }
     if cache.invalidate && status < 400 {
         let tag = &cache.tag;

@@ -98,7 +98,7 @@ impl GatewayError {
             HeadersTooLarge => "The request head is larger than this gateway accepts.".into(),
             UriTooLong => "The request target is longer than this gateway accepts.".into(),
             CorsRejected => "This origin is not allowed to call this route.".into(),
-            Auth(AuthDenied::Unauthorized { detail, .. }) => (*detail).to_string(),
+            Auth(AuthDenied::Unauthorized { failure, .. }) => failure.detail().to_string(),
             Auth(AuthDenied::Forbidden { scopes }) => {
                 format!("The token lacks a required scope ({scopes}).")
             }

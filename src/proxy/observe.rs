@@ -57,9 +57,7 @@ fn metrics(state: &GatewayState, session: &Session, cx: &RequestCtx, done: &Fini
             m.status(done.status),
         ])
         .inc();
-    let route_metrics = done
-        .route
-        .map(|r| r.metrics.get_or_init(|| m.route(&r.name, &r.upstream.name)));
+    let route_metrics = done.route.and_then(|r| r.metrics.as_ref());
     match route_metrics {
         Some(rm) => rm.duration.observe(done.duration.as_secs_f64()),
         None => m
@@ -127,7 +125,11 @@ fn access_record(
         duration_ms: done.duration.as_secs_f64() * 1000.0,
         upstream_ms: done.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
         bytes_sent: session.body_bytes_sent() as u64,
-        cache: cx.cache.as_ref().and_then(|c| c.outcome).map(|o| o.label()),
+        cache: cx
+            .cache
+            .as_ref()
+            .and_then(|c| c.outcome)
+            .map(|o| o.result().label()),
         user: cx.identity.as_mut().and_then(|i| i.user.take()),
         protocol: match req.version {
             http::Version::HTTP_10 => "HTTP/1.0",

@@ -38,7 +38,6 @@ pub async fn request(
     cx: &mut RequestCtx,
 ) -> Result<Answer, GatewayError> {
     let snap = cx.snapshot.as_deref().ok_or(GatewayError::Internal)?;
-    let metrics = snap.config.admin.is_some();
     // 1. Before any policy: a client can never supply its own identity.
     forward::strip_identity_headers(session.req_header_mut(), &snap.identity_headers);
     // 2. Route on the normalised path (404/405/400). A CORS preflight is
@@ -72,7 +71,7 @@ pub async fn request(
     cx.matched = Some(matched);
     // 5. Authentication. Its refusal waits for step 6.
     let headers = &session.req_header().headers;
-    let denied = match policies::authenticate(state, route, headers, metrics).await {
+    let denied = match policies::authenticate(route, headers).await {
         Ok(identity) => {
             cx.identity = identity;
             None
@@ -84,16 +83,7 @@ pub async fn request(
     //    the answer is 429 even when the credentials were also bad.
     let client = cx.client.ip;
     let identity = cx.identity.as_ref();
-    policies::limit(
-        state,
-        route,
-        headers,
-        identity,
-        client,
-        metrics,
-        &mut cx.limit,
-    )
-    .await?;
+    policies::limit(state, route, headers, identity, client, &mut cx.limit).await?;
     match denied {
         Some(d) => Err(GatewayError::Auth(d)),
         None => Ok(Answer::Continue),
@@ -151,11 +141,7 @@ pub fn response(
 pub fn log(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
     if let (Some(route), Some(cache)) = (cx.route(), &cx.cache) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let metrics = cx
-            .snapshot
-            .as_ref()
-            .is_some_and(|s| s.config.admin.is_some());
-        caching::finish(state, route, cache, status, metrics);
+        caching::finish(state, route, cache, status);
     }
     observe::record(state, session, cx);
     cx.upstream.guard = None;

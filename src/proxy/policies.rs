@@ -8,13 +8,12 @@ use crate::policy::rate_limit::{self, LimitState, Verdict};
 use crate::runtime::{GatewayState, Route};
 use http::HeaderMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Authentication: the identity, or the refusal (401/403/503).
 pub async fn authenticate(
-    state: &GatewayState,
     route: &Route,
     headers: &HeaderMap,
-    metrics: bool,
 ) -> Result<Option<Identity>, AuthDenied> {
     let Some(auth) = &route.auth else {
         return Ok(None);
@@ -22,12 +21,12 @@ pub async fn authenticate(
     match auth.authenticate(headers).await {
         Ok(identity) => Ok(Some(identity)),
         Err(denied) => {
-            if metrics {
-                state
-                    .metrics
-                    .auth_failures
-                    .with_label_values(&[&*route.name, denied.reason()])
-                    .inc();
+            if let Some(m) = route
+                .metrics
+                .as_ref()
+                .and_then(|m| m.auth.get(denied.reason() as usize))
+            {
+                m.inc();
             }
             Err(denied)
         }
@@ -42,7 +41,6 @@ pub async fn limit(
     headers: &HeaderMap,
     identity: Option<&Identity>,
     client: Option<IpAddr>,
-    metrics: bool,
     report: &mut Option<LimitState>,
 ) -> Result<(), GatewayError> {
     if route.rate_limits.is_empty() {
@@ -77,13 +75,12 @@ pub async fn limit(
         }
     };
     let verdict = rate_limit::check(&route.rate_limits, key_of, &fallback, on_redis_error).await;
-    let count = |over: &[std::sync::Arc<str>]| {
-        for limit in over.iter().filter(|_| metrics) {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&[&*route.name, limit])
-                .inc();
+    let count = |over: &[Arc<str>]| {
+        let Some(m) = &route.metrics else { return };
+        for (limit, counter) in route.rate_limits.iter().zip(m.limited.iter()) {
+            if over.contains(&limit.name) {
+                counter.inc();
+            }
         }
     };
     match verdict {

@@ -9,10 +9,11 @@ pub mod reload;
 pub mod snapshot;
 pub mod state;
 
-pub use snapshot::{Route, Snapshot};
+pub use snapshot::{BuildCtx, Route, Snapshot};
 pub use state::GatewayState;
 
 use crate::config::Config;
+use crate::observability::metrics::Metrics;
 use crate::tasks::Spawner;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +41,16 @@ pub struct SnapshotHandle {
 }
 
 impl SnapshotHandle {
-    pub fn new(config: Config, spawner: Spawner) -> Result<SnapshotHandle, BuildError> {
-        let snap = Snapshot::build(config, 1, None, &spawner)?;
+    pub fn new(
+        config: Config,
+        spawner: Spawner,
+        metrics: &Metrics,
+    ) -> Result<SnapshotHandle, BuildError> {
+        let bcx = BuildCtx {
+            spawner: &spawner,
+            metrics: config.admin.is_some().then_some(metrics),
+        };
+        let snap = Snapshot::build(config, 1, None, &bcx)?;
         Ok(SnapshotHandle {
             current: ArcSwap::from_pointee(snap),
             spawner,
@@ -56,15 +65,14 @@ impl SnapshotHandle {
 
     /// Builds a snapshot from `config` and makes it current; on error the
     /// current one stays.
-    pub fn replace(&self, config: Config) -> Result<Arc<Snapshot>, BuildError> {
+    pub fn replace(&self, config: Config, metrics: &Metrics) -> Result<Arc<Snapshot>, BuildError> {
         let old = self.current.load_full();
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let snap = Arc::new(Snapshot::build(
-            config,
-            generation,
-            Some(&old),
-            &self.spawner,
-        )?);
+        let bcx = BuildCtx {
+            spawner: &self.spawner,
+            metrics: config.admin.is_some().then_some(metrics),
+        };
+        let snap = Arc::new(Snapshot::build(config, generation, Some(&old), &bcx)?);
         self.generation.store(generation, Ordering::Relaxed);
         self.current.store(snap.clone());
         Ok(snap)

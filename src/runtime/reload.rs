@@ -111,45 +111,14 @@ pub fn apply(state: &GatewayState, cfg: Config) -> Result<ReloadReport, BuildErr
         _ => None,
     };
     let logging = cfg.logging.clone();
-    let snap = state.snapshots.replace(cfg)?;
+    let snap = state.snapshots.replace(cfg, &state.metrics)?;
     if let (Some(resolver), Some(cert)) = (&state.tls, cert) {
         resolver.store(cert);
     }
     state.access_log.reconfigure(&logging);
     crate::logging::set_level(logging.level);
-    init_metric_labels(state);
     Ok(ReloadReport {
         generation: snap.generation,
         needs_upgrade,
     })
-}
-
-/// Creates the per-route label sets of policy metrics at 0, so that
-/// dashboards see them before the first failure.
-pub(super) fn init_metric_labels(state: &GatewayState) {
-    let snap = state.snapshots.load();
-    for r in &snap.routes {
-        if r.auth.is_some() {
-            for reason in crate::policy::auth::REASONS {
-                state
-                    .metrics
-                    .auth_failures
-                    .with_label_values(&[&*r.name, reason]);
-            }
-        }
-        if r.cache.is_some() {
-            for result in crate::policy::cache::RESULTS {
-                state
-                    .metrics
-                    .cache_lookups
-                    .with_label_values(&[&*r.name, result]);
-            }
-        }
-        for l in &r.rate_limits {
-            state
-                .metrics
-                .rate_limited
-                .with_label_values(&[&*r.name, &*l.name]);
-        }
-    }
 }

@@ -6,16 +6,17 @@
 //! limits (their counts) and the Redis connection.
 
 use super::BuildError;
-use crate::config::{Config, CorsConfig, HeaderTransform};
-use crate::observability::metrics::RouteMetrics;
-use crate::policy::auth::{self, jwks::JwksSource, Provider, RouteAuth};
+use crate::config::{Config, CorsConfig, HeaderTransform, RouteConfig};
+use crate::observability::metrics::{Metrics, RouteLabels, RouteMetrics};
+use crate::policy::auth::{self, jwks::JwksSource, AuthFailure, Provider, RouteAuth};
+use crate::policy::cache::CacheResult;
 use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
 use crate::tasks::Spawner;
 use crate::upstream::Pool;
 use http::HeaderName;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A route with its references resolved.
@@ -34,8 +35,8 @@ pub struct Route {
     pub response_headers: HeaderTransform,
     pub cors: Option<CorsConfig>,
     pub websocket: bool,
-    /// Filled on the route's first logged request.
-    pub metrics: OnceLock<RouteMetrics>,
+    /// Resolved metric children; `None` without an admin listener.
+    pub metrics: Option<RouteMetrics>,
 }
 
 pub struct Snapshot {
@@ -50,97 +51,161 @@ pub struct Snapshot {
     pub identity_headers: Vec<HeaderName>,
 }
 
+/// What building a snapshot needs besides the config.
+pub struct BuildCtx<'a> {
+    /// Starts health checks and JWKS refreshes for new parts.
+    pub spawner: &'a Spawner,
+    /// Where per-route metric children are resolved; `None` without an
+    /// admin listener (nothing would read them).
+    pub metrics: Option<&'a Metrics>,
+}
+
+/// Upstream pools; an unchanged one keeps its health state and checks.
+fn pools(
+    config: &Config,
+    prev: Option<&Snapshot>,
+    bcx: &BuildCtx<'_>,
+) -> BTreeMap<String, Arc<Pool>> {
+    let mut upstreams = BTreeMap::new();
+    for (name, ucfg) in &config.upstreams {
+        let reused = prev
+            .and_then(|p| p.upstreams.get(name))
+            .filter(|p| p.config == *ucfg)
+            .cloned();
+        let pool = reused.unwrap_or_else(|| {
+            let pool = Arc::new(Pool::new(name, ucfg));
+            crate::upstream::health::start(bcx.spawner, &pool);
+            pool
+        });
+        upstreams.insert(name.clone(), pool);
+    }
+    upstreams
+}
+
+/// Auth providers; an unchanged JWKS-URL provider keeps its fetched keys.
+fn providers(
+    config: &Config,
+    prev: Option<&Snapshot>,
+    bcx: &BuildCtx<'_>,
+) -> Result<BTreeMap<String, Arc<Provider>>, BuildError> {
+    let mut providers = BTreeMap::new();
+    for (name, acfg) in &config.auth {
+        let reused = prev
+            .and_then(|p| p.providers.get(name))
+            .filter(|p| p.reusable_for(acfg))
+            .cloned();
+        let provider = match reused {
+            Some(p) => p,
+            None => {
+                let p = Provider::new(name, acfg).map_err(|source| BuildError::Auth {
+                    name: name.clone(),
+                    source,
+                })?;
+                if let auth::ProviderKind::Jwt(j) = &p.kind {
+                    if let Some(src) = j.remote() {
+                        bcx.spawner.spawn(JwksSource::run(Arc::downgrade(src)));
+                    }
+                }
+                Arc::new(p)
+            }
+        };
+        providers.insert(name.clone(), provider);
+    }
+    Ok(providers)
+}
+
+/// Rate limits; unchanged ones keep counting, and so does the Redis
+/// connection.
+fn limits(config: &Config, prev: Option<&Snapshot>) -> BTreeMap<String, Arc<Limit>> {
+    let store = config.redis.as_ref().map(|rc| {
+        prev.and_then(|p| {
+            p.limits
+                .values()
+                .find_map(|l| l.redis_store().filter(|s| s.config == *rc).cloned())
+        })
+        .unwrap_or_else(|| Arc::new(RedisStore::new(rc)))
+    });
+    let mut limits = BTreeMap::new();
+    for (name, lcfg) in &config.rate_limits {
+        let reused = prev
+            .and_then(|p| p.limits.get(name))
+            .filter(|l| l.reusable_for(lcfg, store.as_ref()))
+            .cloned();
+        limits.insert(
+            name.clone(),
+            reused.unwrap_or_else(|| Arc::new(Limit::new(name, lcfg, store.as_ref()))),
+        );
+    }
+    limits
+}
+
+fn route_metrics(m: &Metrics, r: &RouteConfig, limits: &[Arc<Limit>]) -> RouteMetrics {
+    let names: Vec<&str> = limits.iter().map(|l| &*l.name).collect();
+    let (reasons, results) = (AuthFailure::labels(), CacheResult::labels());
+    m.route(&RouteLabels {
+        route: &r.name,
+        upstream: &r.upstream,
+        auth_reasons: if r.auth.is_some() { &reasons } else { &[] },
+        cache_results: if r.cache.is_some() { &results } else { &[] },
+        limits: &names,
+    })
+}
+
+/// The stateful parts routes refer to by name.
+struct Parts<'a> {
+    upstreams: &'a BTreeMap<String, Arc<Pool>>,
+    providers: &'a BTreeMap<String, Arc<Provider>>,
+    limits: &'a BTreeMap<String, Arc<Limit>>,
+}
+
+fn route(r: &RouteConfig, config: &Config, parts: &Parts<'_>, metrics: Option<&Metrics>) -> Route {
+    let Parts {
+        upstreams,
+        providers,
+        limits,
+    } = parts;
+    let rate_limits: Vec<Arc<Limit>> = r
+        .rate_limits
+        .iter()
+        .filter_map(|n| limits.get(n).cloned())
+        .collect();
+    Route {
+        name: Arc::from(r.name.as_str()),
+        upstream: upstreams[&r.upstream].clone(),
+        strip_prefix: r.strip_prefix.clone(),
+        add_prefix: r.add_prefix.clone(),
+        timeout: r.timeout,
+        auth: r.auth.as_ref().map(|a| RouteAuth::new(a, providers)),
+        metrics: metrics.map(|m| route_metrics(m, r, &rate_limits)),
+        rate_limits,
+        cache: r.cache.map(|ttl| ttl.unwrap_or(config.cache.default_ttl)),
+        request_headers: r.request_headers.clone(),
+        response_headers: r.response_headers.clone(),
+        cors: r.cors.clone(),
+        websocket: r.websocket,
+    }
+}
+
 impl Snapshot {
-    /// Compiles `config`, reusing unchanged stateful parts of `previous`.
+    /// Compiles `config`, reusing unchanged stateful parts of `prev`.
     pub(super) fn build(
         config: Config,
         generation: u64,
-        previous: Option<&Snapshot>,
-        spawner: &Spawner,
+        prev: Option<&Snapshot>,
+        bcx: &BuildCtx<'_>,
     ) -> Result<Snapshot, BuildError> {
-        let mut upstreams = BTreeMap::new();
-        for (name, ucfg) in &config.upstreams {
-            let reused = previous
-                .and_then(|p| p.upstreams.get(name))
-                .filter(|p| p.config == *ucfg)
-                .cloned();
-            let pool = reused.unwrap_or_else(|| {
-                let pool = Arc::new(Pool::new(name, ucfg));
-                crate::upstream::health::start(spawner, &pool);
-                pool
-            });
-            upstreams.insert(name.clone(), pool);
-        }
-        let mut providers = BTreeMap::new();
-        for (name, acfg) in &config.auth {
-            let reused = previous
-                .and_then(|p| p.providers.get(name))
-                .filter(|p| p.reusable_for(acfg))
-                .cloned();
-            let provider = match reused {
-                Some(p) => p,
-                None => {
-                    let p =
-                        Arc::new(
-                            Provider::new(name, acfg).map_err(|source| BuildError::Auth {
-                                name: name.clone(),
-                                source,
-                            })?,
-                        );
-                    if let auth::ProviderKind::Jwt(j) = &p.kind {
-                        if let Some(src) = j.remote() {
-                            spawner.spawn(JwksSource::run(Arc::downgrade(src)));
-                        }
-                    }
-                    p
-                }
-            };
-            providers.insert(name.clone(), provider);
-        }
-        // Limits keep counting across reloads when unchanged; so does the
-        // Redis connection.
-        let store = config.redis.as_ref().map(|rc| {
-            previous
-                .and_then(|p| {
-                    p.limits
-                        .values()
-                        .find_map(|l| l.redis_store().filter(|s| s.config == *rc).cloned())
-                })
-                .unwrap_or_else(|| Arc::new(RedisStore::new(rc)))
-        });
-        let mut limits = BTreeMap::new();
-        for (name, lcfg) in &config.rate_limits {
-            let reused = previous
-                .and_then(|p| p.limits.get(name))
-                .filter(|l| l.reusable_for(lcfg, store.as_ref()))
-                .cloned();
-            limits.insert(
-                name.clone(),
-                reused.unwrap_or_else(|| Arc::new(Limit::new(name, lcfg, store.as_ref()))),
-            );
-        }
+        let upstreams = pools(&config, prev, bcx);
+        let providers = providers(&config, prev, bcx)?;
+        let limits = limits(&config, prev);
+        let parts = Parts {
+            upstreams: &upstreams,
+            providers: &providers,
+            limits: &limits,
+        };
         let routes = config
             .routes
             .iter()
-            .map(|r| Route {
-                name: Arc::from(r.name.as_str()),
-                upstream: upstreams[&r.upstream].clone(),
-                strip_prefix: r.strip_prefix.clone(),
-                add_prefix: r.add_prefix.clone(),
-                timeout: r.timeout,
-                auth: r.auth.as_ref().map(|a| RouteAuth::new(a, &providers)),
-                rate_limits: r
-                    .rate_limits
-                    .iter()
-                    .filter_map(|n| limits.get(n).cloned())
-                    .collect(),
-                cache: r.cache.map(|ttl| ttl.unwrap_or(config.cache.default_ttl)),
-                request_headers: r.request_headers.clone(),
-                response_headers: r.response_headers.clone(),
-                cors: r.cors.clone(),
-                websocket: r.websocket,
-                metrics: OnceLock::new(),
-            })
+            .map(|r| route(r, &config, &parts, bcx.metrics))
             .collect();
         Ok(Snapshot {
             generation,

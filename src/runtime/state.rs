@@ -36,15 +36,13 @@ impl GatewayState {
             Some(t) => Some(Arc::new(CertResolver::load(&t.cert, &t.key)?)),
             None => None,
         };
-        let state = GatewayState {
+        Ok(GatewayState {
             cache,
-            snapshots: SnapshotHandle::new(config, spawner)?,
+            snapshots: SnapshotHandle::new(config, spawner, &metrics)?,
             metrics,
             access_log,
             tls,
             reloader: Reloader::new(config_path),
-        };
-        super::reload::init_metric_labels(&state);
-        Ok(state)
+        })
     }
 }

@@ -73,8 +73,7 @@ pub struct Identity {
 pub enum AuthDenied {
     /// 401. `challenges` are the `WWW-Authenticate` values.
     Unauthorized {
-        reason: &'static str,
-        detail: &'static str,
+        failure: AuthFailure,
         challenges: Vec<String>,
     },
     /// 403: a valid token without the route's scopes.
@@ -84,45 +83,104 @@ pub enum AuthDenied {
 }
 
 impl AuthDenied {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> AuthFailure {
         match self {
-            AuthDenied::Unauthorized { reason, .. } => reason,
-            AuthDenied::Forbidden { .. } => "scope",
-            AuthDenied::Unavailable => "unavailable",
+            AuthDenied::Unauthorized { failure, .. } => *failure,
+            AuthDenied::Forbidden { .. } => AuthFailure::Scope,
+            AuthDenied::Unavailable => AuthFailure::Unavailable,
         }
     }
 }
 
-/// Every `reason` label value, for pre-created metrics.
-pub const REASONS: &[&str] = &[
-    "missing",
-    "malformed",
-    "signature",
-    "expired",
-    "not_yet_valid",
-    "issuer",
-    "audience",
-    "scope",
-    "unknown_key",
-    "algorithm",
-    "api_key",
-    "unavailable",
-];
+/// Every reason credentials are refused: the `reason` label of
+/// `gatehouse_auth_failures_total` and, for 401s, the problem detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Malformed,
+    Signature,
+    Expired,
+    NotYetValid,
+    Issuer,
+    Audience,
+    Scope,
+    UnknownKey,
+    Algorithm,
+    ApiKey,
+    Unavailable,
+}
 
-fn jwt_failure(e: JwtError) -> (&'static str, &'static str) {
-    match e {
-        JwtError::Malformed => ("malformed", "The bearer token is malformed."),
-        JwtError::Algorithm => (
-            "algorithm",
-            "The token's signing algorithm is not accepted.",
-        ),
-        JwtError::Signature => ("signature", "The token signature is invalid."),
-        JwtError::Expired => ("expired", "The token has expired."),
-        JwtError::NotYetValid => ("not_yet_valid", "The token is not valid yet."),
-        JwtError::Issuer => ("issuer", "The token's issuer is not accepted."),
-        JwtError::Audience => ("audience", "The token's audience is not accepted."),
-        JwtError::UnknownKey => ("unknown_key", "The token was signed with an unknown key."),
-        JwtError::KeysUnavailable => ("unavailable", "Signing keys are not available yet."),
+impl AuthFailure {
+    /// In label order: `ALL[f as usize] == f`.
+    pub const ALL: [AuthFailure; 12] = [
+        AuthFailure::Missing,
+        AuthFailure::Malformed,
+        AuthFailure::Signature,
+        AuthFailure::Expired,
+        AuthFailure::NotYetValid,
+        AuthFailure::Issuer,
+        AuthFailure::Audience,
+        AuthFailure::Scope,
+        AuthFailure::UnknownKey,
+        AuthFailure::Algorithm,
+        AuthFailure::ApiKey,
+        AuthFailure::Unavailable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::Signature => "signature",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::Issuer => "issuer",
+            AuthFailure::Audience => "audience",
+            AuthFailure::Scope => "scope",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::Algorithm => "algorithm",
+            AuthFailure::ApiKey => "api_key",
+            AuthFailure::Unavailable => "unavailable",
+        }
+    }
+
+    /// Every label, in [`AuthFailure::ALL`] order.
+    pub fn labels() -> [&'static str; 12] {
+        AuthFailure::ALL.map(AuthFailure::label)
+    }
+
+    /// What a client is told.
+    pub fn detail(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "This route needs credentials.",
+            AuthFailure::Malformed => "The bearer token is malformed.",
+            AuthFailure::Signature => "The token signature is invalid.",
+            AuthFailure::Expired => "The token has expired.",
+            AuthFailure::NotYetValid => "The token is not valid yet.",
+            AuthFailure::Issuer => "The token's issuer is not accepted.",
+            AuthFailure::Audience => "The token's audience is not accepted.",
+            AuthFailure::Scope => "The token lacks a required scope.",
+            AuthFailure::UnknownKey => "The token was signed with an unknown key.",
+            AuthFailure::Algorithm => "The token's signing algorithm is not accepted.",
+            AuthFailure::ApiKey => "The API key is not valid.",
+            AuthFailure::Unavailable => "Signing keys are not available yet.",
+        }
+    }
+}
+
+impl From<JwtError> for AuthFailure {
+    fn from(e: JwtError) -> AuthFailure {
+        match e {
+            JwtError::Malformed => AuthFailure::Malformed,
+            JwtError::Algorithm => AuthFailure::Algorithm,
+            JwtError::Signature => AuthFailure::Signature,
+            JwtError::Expired => AuthFailure::Expired,
+            JwtError::NotYetValid => AuthFailure::NotYetValid,
+            JwtError::Issuer => AuthFailure::Issuer,
+            JwtError::Audience => AuthFailure::Audience,
+            JwtError::UnknownKey => AuthFailure::UnknownKey,
+            JwtError::KeysUnavailable => AuthFailure::Unavailable,
+        }
     }
 }
 
@@ -184,13 +242,11 @@ impl RouteAuth {
                         Err(JwtError::KeysUnavailable) => worst.unavailable = true,
                         Err(e) => {
                             if worst.presented.is_none() {
-                                let (reason, detail) = jwt_failure(e);
-                                let challenges =
-                                    self.challenges(Some(detail.trim_end_matches('.')));
+                                let failure = AuthFailure::from(e);
+                                let detail = failure.detail().trim_end_matches('.');
                                 worst.presented = Some(AuthDenied::Unauthorized {
-                                    reason,
-                                    detail,
-                                    challenges,
+                                    failure,
+                                    challenges: self.challenges(Some(detail)),
                                 });
                             }
                         }
@@ -211,8 +267,7 @@ impl RouteAuth {
                     Err(ApiKeyError::Unknown) => {
                         if worst.presented.is_none() {
                             worst.presented = Some(AuthDenied::Unauthorized {
-                                reason: "api_key",
-                                detail: "The API key is not valid.",
+                                failure: AuthFailure::ApiKey,
                                 challenges: self.challenges(None),
                             });
                         }
@@ -227,8 +282,7 @@ impl RouteAuth {
             return Err(AuthDenied::Unavailable);
         }
         Err(AuthDenied::Unauthorized {
-            reason: "missing",
-            detail: "This route needs credentials.",
+            failure: AuthFailure::Missing,
             challenges: self.challenges(None),
         })
     }
@@ -273,4 +327,25 @@ pub fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> Vec<Head
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_index_their_labels() {
+        for (i, f) in AuthFailure::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+        }
+        let labels = AuthFailure::labels();
+        assert!(labels
+            .iter()
+            .all(|l| labels.iter().filter(|m| m == &l).count() == 1));
+        assert_eq!(AuthFailure::from(JwtError::Expired).label(), "expired");
+        assert_eq!(
+            AuthFailure::Missing.detail(),
+            "This route needs credentials."
+        );
+    }
 }
