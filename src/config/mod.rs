@@ -10,9 +10,6 @@ mod position;
 mod redact;
 pub mod units;
 mod validate;
-mod validate_auth;
-mod validate_edge;
-mod validate_limits;
 
 pub use env::{substitute, EnvError};
 pub use error::{ConfigError, LoadError};
@@ -98,14 +95,14 @@ pub fn load_with_resolver(
             }
         })?
     };
-    let mut errs = validate::Errs(Vec::new(), resolve);
+    let mut errs = validate::Errs::new(resolve);
     let config = validate::validate(parsed, base, &mut errs);
-    if errs.0.is_empty() {
+    if errs.count() == 0 {
         Ok(config)
     } else {
         Err(LoadError::Invalid {
             errors: errs
-                .0
+                .into_errors()
                 .into_iter()
                 .map(|(path, message)| {
                     let pos = positions.find(&path);

@@ -389,3 +389,60 @@ impl std::fmt::Debug for RedisConfig {
             .finish()
     }
 }
+
+/// An enum a config key names by a word: one table drives both parsing
+/// (with the hint listing every word) and `GET /config` rendering, so the
+/// two cannot drift apart.
+pub trait Choice: Copy + PartialEq + 'static {
+    const ALL: &'static [(&'static str, Self)];
+
+    /// The word for this value.
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+impl Choice for LogLevel {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+}
+
+impl Choice for AccessLogFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("json", AccessLogFormat::Json),
+        ("combined", AccessLogFormat::Combined),
+    ];
+}
+
+impl Choice for Balance {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("round_robin", Balance::RoundRobin),
+        ("random", Balance::Random),
+        ("consistent_hash", Balance::ConsistentHash),
+    ];
+}
+
+impl Choice for HealthKind {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("http", HealthKind::Http), ("tcp", HealthKind::Tcp)];
+}
+
+impl Choice for LimitBackend {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("local", LimitBackend::Local),
+        ("redis", LimitBackend::Redis),
+    ];
+}
+
+impl Choice for RedisOnError {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("allow", RedisOnError::Allow), ("deny", RedisOnError::Deny)];
+}

@@ -17,10 +17,10 @@ fn secret(v: &Option<String>) -> Value {
 fn upstream(u: &UpstreamConfig) -> Value {
     json!({
         "targets": u.targets.iter().map(|t| json!({"addr": t.addr.to_string(), "weight": t.weight})).collect::<Vec<_>>(),
-        "balance": match u.balance { Balance::RoundRobin => "round_robin", Balance::Random => "random", Balance::ConsistentHash => "consistent_hash" },
+        "balance": u.balance.name(),
         "hash_key": match &u.hash_key { HashKey::ClientIp => "client_ip".to_string(), HashKey::Path => "path".to_string(), HashKey::Header(h) => format!("header:{h}"), HashKey::Claim(c) => format!("claim:{c}") },
         "health_check": u.health_check.as_ref().map(|h| json!({
-            "kind": match h.kind { HealthKind::Http => "http", HealthKind::Tcp => "tcp" },
+            "kind": h.kind.name(),
             "path": h.path,
             "expect_status": h.expect_status,
             "interval": format_duration(h.interval),
@@ -160,9 +160,9 @@ pub fn redacted_json(c: &Config) -> Value {
         },
         "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen.to_string(), "token": secret(&a.token)})),
         "logging": {
-            "level": format!("{:?}", c.logging.level).to_lowercase(),
+            "level": c.logging.level.name(),
             "access_log": match &c.logging.access_log { AccessLogTarget::Stdout => "stdout".to_string(), AccessLogTarget::Off => "off".to_string(), AccessLogTarget::File(p) => p.clone() },
-            "format": match c.logging.format { AccessLogFormat::Json => "json", AccessLogFormat::Combined => "combined" },
+            "format": c.logging.format.name(),
             "buffer_lines": c.logging.buffer_lines,
         },
         "upstreams": c.upstreams.iter().map(|(k, u)| (k.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
@@ -171,11 +171,11 @@ pub fn redacted_json(c: &Config) -> Value {
             "requests": l.requests,
             "per": format_duration(l.per),
             "key": match &l.key { LimitKey::ClientIp => "client_ip".to_string(), LimitKey::Consumer => "consumer".to_string(), LimitKey::Claim(c) => format!("claim:{c}"), LimitKey::Header(h) => format!("header:{h}") },
-            "backend": match l.backend { LimitBackend::Local => "local", LimitBackend::Redis => "redis" },
+            "backend": l.backend.name(),
         }))).collect::<serde_json::Map<_, _>>(),
         "redis": c.redis.as_ref().map(|r| json!({
             "url": r.redacted_url(),
-            "on_error": match r.on_error { RedisOnError::Allow => "allow", RedisOnError::Deny => "deny" },
+            "on_error": r.on_error.name(),
             "timeout": format_duration(r.timeout),
         })),
         "cache": {"max_size": c.cache.max_size, "default_ttl": format_duration(c.cache.default_ttl)},

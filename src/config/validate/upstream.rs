@@ -1,0 +1,159 @@
+//! `upstreams.NAME`: targets, balancing, health checks, timeouts, TLS.
+
+use super::{Errs, KeyPath, Selector};
+use crate::config::file::*;
+use crate::config::model::*;
+use http::HeaderValue;
+use std::collections::HashSet;
+use std::time::Duration;
+
+pub fn upstream(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Option<UpstreamConfig> {
+    let before = errs.count();
+    let targets = targets(path, u, errs);
+    let balance = errs.choice(
+        &path.key("balance"),
+        u.balance.as_deref(),
+        Balance::RoundRobin,
+        "balance",
+    );
+    let hash_key = match u.hash_key.as_deref() {
+        None => HashKey::ClientIp,
+        Some(k) => {
+            if balance != Balance::ConsistentHash {
+                errs.push(
+                    path.key("hash_key"),
+                    "hash_key is only used with `balance: consistent_hash`",
+                );
+            }
+            hash_key(&path.key("hash_key"), k, errs)
+        }
+    };
+    let health_check = u
+        .health_check
+        .as_ref()
+        .map(|h| health_check(&path.key("health_check"), h, errs));
+    let tls = u.tls.unwrap_or(false);
+    if u.sni.is_some() && !tls {
+        errs.push(path.key("sni"), "sni is only used with `tls: true`");
+    }
+    let host = u.host.clone();
+    if let Some(h) = &host {
+        if HeaderValue::from_str(h).is_err() || h.is_empty() {
+            errs.push(path.key("host"), format!("invalid host `{h}`"));
+        }
+    }
+    let cfg = UpstreamConfig {
+        targets,
+        balance,
+        hash_key,
+        health_check,
+        connect_timeout: errs.positive_duration(
+            &path.key("connect_timeout"),
+            &u.connect_timeout,
+            Duration::from_secs(5),
+        ),
+        read_timeout: errs.positive_duration(
+            &path.key("read_timeout"),
+            &u.read_timeout,
+            Duration::from_secs(60),
+        ),
+        retries: u.retries.unwrap_or(1),
+        tls,
+        tls_verify: u.tls_verify.unwrap_or(true),
+        sni: u.sni.clone().unwrap_or_default(),
+        host,
+    };
+    (errs.count() == before).then_some(cfg)
+}
+
+fn targets(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Vec<TargetConfig> {
+    if u.targets.is_empty() {
+        errs.push(path.key("targets"), "an upstream needs at least one target");
+    }
+    let mut targets = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, t) in u.targets.iter().enumerate() {
+        let tpath = path.key("targets").index(i);
+        let (addr, weight, apath) = match t {
+            StrOr::Str(s) => (Text(s.clone()), 1, tpath.clone()),
+            StrOr::Full(full) => (
+                full.addr.clone(),
+                full.weight.unwrap_or(1),
+                tpath.key("addr"),
+            ),
+        };
+        if weight == 0 {
+            errs.push(tpath.key("weight"), "weight must be at least 1");
+        }
+        if let Some(addr) = errs.addr(&apath, &addr) {
+            if !seen.insert(addr) {
+                errs.push(apath, format!("duplicate target {addr}"));
+            }
+            targets.push(TargetConfig {
+                addr,
+                weight: weight.max(1),
+            });
+        }
+    }
+    targets
+}
+
+fn hash_key(path: &KeyPath, k: &str, errs: &mut Errs) -> HashKey {
+    match k {
+        "client_ip" => HashKey::ClientIp,
+        "path" => HashKey::Path,
+        _ => match errs.selector(path, k) {
+            Some(Some(Selector::Header(h))) => HashKey::Header(h),
+            Some(Some(Selector::Claim(c))) => HashKey::Claim(c),
+            Some(None) => HashKey::ClientIp,
+            None => {
+                errs.push(
+                    path,
+                    format!("unknown hash_key `{k}` (client_ip, path, header:NAME, claim:NAME)"),
+                );
+                HashKey::ClientIp
+            }
+        },
+    }
+}
+
+fn health_check(path: &KeyPath, h: &HealthCheckFile, errs: &mut Errs) -> HealthCheckConfig {
+    let kind = errs.choice(
+        &path.key("kind"),
+        h.kind.as_deref(),
+        HealthKind::Http,
+        "kind",
+    );
+    let hc_path = h.path.clone().unwrap_or_else(|| "/".into());
+    if !hc_path.starts_with('/') || http::Uri::try_from(hc_path.as_str()).is_err() {
+        errs.push(path.key("path"), format!("invalid path `{hc_path}`"));
+    }
+    let expect_status = h.expect_status.unwrap_or(200);
+    if !(100..=599).contains(&expect_status) {
+        errs.push(
+            path.key("expect_status"),
+            "must be an HTTP status code (100-599)",
+        );
+    }
+    let unhealthy_after = h.unhealthy_after.unwrap_or(2);
+    let healthy_after = h.healthy_after.unwrap_or(1);
+    if unhealthy_after == 0 {
+        errs.push(path.key("unhealthy_after"), "must be at least 1");
+    }
+    if healthy_after == 0 {
+        errs.push(path.key("healthy_after"), "must be at least 1");
+    }
+    HealthCheckConfig {
+        kind,
+        path: hc_path,
+        expect_status,
+        interval: errs.positive_duration(
+            &path.key("interval"),
+            &h.interval,
+            Duration::from_secs(5),
+        ),
+        timeout: errs.positive_duration(&path.key("timeout"), &h.timeout, Duration::from_secs(1)),
+        unhealthy_after: unhealthy_after.max(1),
+        healthy_after: healthy_after.max(1),
+    }
+}
