@@ -1,9 +1,12 @@
 //! JWT verification cost, with and without the verified-token cache.
 //! `cargo bench --bench auth`
 
+// A benchmark harness: failing set-up should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::bench::JwtProvider;
 use gatehouse::config::{Algorithm, JwtConfig, JwtKey};
-use gatehouse::policy::auth::jwt::JwtProvider;
 use std::hint::black_box;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +56,7 @@ fn bench(c: &mut Criterion) {
             Algorithm::RS256,
             JwtKey::PublicKey {
                 path: String::new(),
-                kind: gatehouse::keys::KeyKind::Rsa,
+                kind: gatehouse::bench::KeyKind::Rsa,
                 pem: fixture("rsa1.pub.pem"),
             },
             jsonwebtoken::EncodingKey::from_rsa_pem(&fixture("rsa1.key.pem")).unwrap(),
@@ -63,7 +66,7 @@ fn bench(c: &mut Criterion) {
             Algorithm::ES256,
             JwtKey::PublicKey {
                 path: String::new(),
-                kind: gatehouse::keys::KeyKind::P256,
+                kind: gatehouse::bench::KeyKind::P256,
                 pem: fixture("ec256.pub.pem"),
             },
             jsonwebtoken::EncodingKey::from_ec_pem(&fixture("ec256.key.pem")).unwrap(),

@@ -2,11 +2,14 @@
 //! cache-key computation, header transforms, CORS headers, access-log
 //! line formatting, request ids, metric recording. `cargo bench --bench policies`
 
+// A benchmark harness: failing set-up should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatehouse::cache::store::PurgeTag;
+use gatehouse::bench::AccessRecord;
+use gatehouse::bench::PurgeTag;
+use gatehouse::bench::{cors, headers};
 use gatehouse::config::{AccessLogFormat, RouteConfig};
-use gatehouse::observability::access_log::AccessRecord;
-use gatehouse::policy::{cors, headers};
 use pingora::cache::key::CacheHashKey;
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::hint::black_box;
@@ -44,7 +47,7 @@ fn cache_key(c: &mut Criterion) {
     };
     c.bench_function("cache_key/build_and_hash", |b| {
         b.iter(|| {
-            let k = gatehouse::cache::key("http", black_box("products"), black_box(&tag));
+            let k = gatehouse::bench::cache_key("http", black_box("products"), black_box(&tag));
             black_box(k.combined_bin())
         })
     });
@@ -131,9 +134,9 @@ fn access_log(c: &mut Criterion) {
 /// metric family by label lookup versus through a child resolved once.
 fn bookkeeping(c: &mut Criterion) {
     c.bench_function("request_id/new", |b| {
-        b.iter(gatehouse::http::new_request_id)
+        b.iter(gatehouse::bench::new_request_id)
     });
-    let m = gatehouse::observability::metrics::Metrics::new();
+    let m = gatehouse::bench::Metrics::new();
     c.bench_function("metrics/histogram_by_labels", |b| {
         b.iter(|| {
             m.request_duration
@@ -141,7 +144,7 @@ fn bookkeeping(c: &mut Criterion) {
                 .observe(black_box(0.0012))
         })
     });
-    let child = m.route(&gatehouse::observability::metrics::RouteLabels {
+    let child = m.route(&gatehouse::bench::RouteLabels {
         route: "orders",
         upstream: "orders",
         auth_reasons: &[],

@@ -1,8 +1,11 @@
 //! Cost of one local rate-limit check (`cargo bench --bench rate_limit`).
 
+// A benchmark harness: failing set-up should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::bench::{check, Limit};
 use gatehouse::config::{LimitBackend, LimitKey, RateLimitConfig};
-use gatehouse::policy::rate_limit::{check, Limit};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

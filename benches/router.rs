@@ -1,9 +1,12 @@
 //! Route lookup and path normalisation cost (criterion).
 //! `cargo bench --bench router`
 
+// A benchmark harness: failing set-up should stop it loudly.
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gatehouse::http::normalize_path;
-use gatehouse::router::{RouteRequest, Router};
+use gatehouse::bench::normalize_path;
+use gatehouse::bench::{RouteRequest, Router};
 use http::{HeaderMap, Method};
 use std::hint::black_box;
 

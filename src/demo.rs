@@ -11,7 +11,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::services::listening::Service;
 
 /// The demo config; `{USERS_A}` etc. are replaced by the services' ports.
-pub const DEMO_CONFIG: &str = r#"
+pub(crate) const DEMO_CONFIG: &str = r#"
 server:
   listen: ["127.0.0.1:8080"]
   threads: 1
@@ -55,10 +55,10 @@ routes:
 "#;
 
 /// The demo's HS256 secret. It is printed and public: demo use only.
-pub const DEMO_SECRET: &str = "gatehouse-demo-secret-not-for-production-use!";
+pub(crate) const DEMO_SECRET: &str = "gatehouse-demo-secret-not-for-production-use!";
 
 /// A demo token for `sub` with `scope`, valid for a day.
-pub fn demo_token(sub: &str, scope: &str) -> String {
+pub(crate) fn demo_token(sub: &str, scope: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -78,7 +78,7 @@ pub fn demo_token(sub: &str, scope: &str) -> String {
 }
 
 /// One demo service instance; answers JSON describing what it received.
-pub struct DemoService {
+pub(crate) struct DemoService {
     pub service: &'static str,
     pub instance: &'static str,
 }
@@ -157,7 +157,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Runs the demo in the foreground; returns the exit code.
-pub fn run() -> i32 {
+pub(crate) fn run() -> i32 {
     let services: [(&str, &str, &str); 4] = [
         ("{USERS_A}", "users", "users-a"),
         ("{USERS_B}", "users", "users-b"),
@@ -210,14 +210,14 @@ pub fn run() -> i32 {
 /// The requests the banner suggests: (method, path, what it shows).
 /// Which token a suggested command sends.
 #[derive(Clone, Copy)]
-pub enum DemoToken {
+pub(crate) enum DemoToken {
     None,
     Full,
     NoScope,
 }
 
 /// The requests the banner suggests: (method, path, token, what it shows).
-pub const TRY: &[(&str, &str, DemoToken, &str)] = &[
+pub(crate) const TRY: &[(&str, &str, DemoToken, &str)] = &[
     (
         "GET",
         "/api/users",

@@ -175,7 +175,7 @@ fn pem_der(text: &[u8]) -> Result<(String, Vec<u8>), KeyError> {
 
 /// Finds the key type of a public-key PEM by its algorithm OID, and checks
 /// that the crypto backend accepts the key.
-pub fn public_key_kind(pem: &[u8]) -> Result<KeyKind, KeyError> {
+pub(crate) fn public_key_kind(pem: &[u8]) -> Result<KeyKind, KeyError> {
     let (label, der) = pem_der(pem)?;
     if label.contains("PRIVATE") {
         return Err(KeyError::PrivateKey);

@@ -78,7 +78,7 @@ pub fn init(level: LogLevel) {
 }
 
 /// Changes the level at run time (ignored while `RUST_LOG` is in charge).
-pub fn set_level(level: LogLevel) {
+pub(crate) fn set_level(level: LogLevel) {
     if ENV_OVERRIDE.load(Ordering::Relaxed) {
         return;
     }

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
 /// Appends `ip` as `Display` would.
-pub fn push_ip(out: &mut String, ip: IpAddr) {
+pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -31,7 +31,7 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 }
 
 /// Appends `addr` as `Display` would (`1.2.3.4:80`, `[::1]:80`).
-pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+pub(crate) fn push_socket_addr(out: &mut String, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             push_ip(out, IpAddr::V4(*v4.ip()));
@@ -58,14 +58,14 @@ pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
 }
 
 /// `ip` as text.
-pub fn ip_text(ip: IpAddr) -> String {
+pub(crate) fn ip_text(ip: IpAddr) -> String {
     let mut s = String::with_capacity(15);
     push_ip(&mut s, ip);
     s
 }
 
 /// `addr` as text.
-pub fn socket_addr_text(addr: SocketAddr) -> String {
+pub(crate) fn socket_addr_text(addr: SocketAddr) -> String {
     let mut s = String::with_capacity(21);
     push_socket_addr(&mut s, addr);
     s

@@ -9,7 +9,7 @@ use http::HeaderName;
 use std::borrow::Cow;
 
 /// One problem, ready to render.
-pub struct Problem<'a> {
+pub(crate) struct Problem<'a> {
     pub status: u16,
     /// Short stable slug, the last part of `type`.
     pub slug: &'static str,
@@ -19,7 +19,7 @@ pub struct Problem<'a> {
 }
 
 /// The reason phrase used as `title`.
-pub fn title(status: u16) -> &'static str {
+pub(crate) fn title(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -37,11 +37,11 @@ pub fn title(status: u16) -> &'static str {
     }
 }
 
-pub const CONTENT_TYPE: &str = "application/problem+json";
+pub(crate) const CONTENT_TYPE: &str = "application/problem+json";
 
 impl Problem<'_> {
     /// The JSON body.
-    pub fn body(&self, request_id: &str) -> Bytes {
+    pub(crate) fn body(&self, request_id: &str) -> Bytes {
         let mut v = serde_json::json!({
             "type": format!("urn:gatehouse:problem:{}", self.slug),
             "title": title(self.status),
@@ -56,7 +56,7 @@ impl Problem<'_> {
     }
 
     /// As an `http::Response` (the admin listener), with `headers` added.
-    pub fn http_response(
+    pub(crate) fn http_response(
         &self,
         request_id: &str,
         headers: Vec<(HeaderName, String)>,

@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 
 /// Installs SIGHUP/SIGUSR1 handlers at once, so that a signal arriving
 /// during start-up is not fatal (their default action ends the process).
-pub fn install_early() {
+pub(crate) fn install_early() {
     if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,13 +34,16 @@ pub fn install_early() {
     }
 }
 
-pub struct Signals {
+pub(crate) struct Signals {
     state: Arc<GatewayState>,
     phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
 impl Signals {
-    pub fn new(state: Arc<GatewayState>, phases: broadcast::Receiver<ExecutionPhase>) -> Signals {
+    pub(crate) fn new(
+        state: Arc<GatewayState>,
+        phases: broadcast::Receiver<ExecutionPhase>,
+    ) -> Signals {
         Signals {
             state,
             phases: Mutex::new(Some(phases)),

@@ -25,11 +25,11 @@ impl Spawner {
     }
 }
 
-pub struct TaskService {
+pub(crate) struct TaskService {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Task>>>,
 }
 
-pub fn channel() -> (Spawner, TaskService) {
+pub(crate) fn channel() -> (Spawner, TaskService) {
     let (tx, rx) = mpsc::unbounded_channel();
     (
         Spawner(tx),

@@ -45,7 +45,7 @@ impl ResolvesServerCert for CertResolver {
 
 /// Reads a PEM chain (leaf first) and its private key, checking that the
 /// key belongs to the leaf.
-pub fn load_pair(cert: &str, key: &str) -> Result<CertifiedKey, TlsError> {
+pub(crate) fn load_pair(cert: &str, key: &str) -> Result<CertifiedKey, TlsError> {
     pingora::tls::install_default_crypto_provider();
     let pair = || (cert.to_string(), key.to_string());
     let (chain, private) = match pingora::tls::load_certs_and_key_files(cert, key) {

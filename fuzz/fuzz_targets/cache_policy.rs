@@ -4,7 +4,7 @@
 //! request without `public`/`s-maxage`, is ever stored.
 #![no_main]
 use arbitrary::Arbitrary;
-use gatehouse::policy::cache::{storable, variance, Storable};
+use gatehouse::bench::{storable, variance, Storable};
 use libfuzzer_sys::fuzz_target;
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::Duration;

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     match gatehouse::config::load_with_resolver(text, Path::new("/nonexistent"), &env, offline) {
         Ok(cfg) => {
             // A valid config compiles into a router and redacts.
-            let _ = gatehouse::router::Router::new(&cfg.routes);
+            let _ = gatehouse::bench::Router::new(&cfg.routes);
             let _ = gatehouse::config::redacted_json(&cfg).to_string();
         }
         Err(e) => {

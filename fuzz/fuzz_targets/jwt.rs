@@ -10,7 +10,7 @@
 use arbitrary::Arbitrary;
 use base64::Engine;
 use gatehouse::config::{AuthConfig, Config};
-use gatehouse::policy::auth::jwt::{parse_header, JwtProvider};
+use gatehouse::bench::{parse_header, JwtProvider};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The path normaliser: never panics, and what it returns is a fixed point
 //! that routing and upstreams can only read one way.
 #![no_main]
-use gatehouse::http::normalize_path;
+use gatehouse::bench::normalize_path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

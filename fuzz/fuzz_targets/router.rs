@@ -6,9 +6,9 @@
 #![no_main]
 use arbitrary::Arbitrary;
 use gatehouse::config::{HostMatch, RouteConfig};
-use gatehouse::http::normalize_path;
-use gatehouse::http::normalize_host;
-use gatehouse::router::{RouteOutcome, RouteRequest, Router};
+use gatehouse::bench::normalize_path;
+use gatehouse::bench::normalize_host;
+use gatehouse::bench::{RouteOutcome, RouteRequest, Router};
 use http::{HeaderMap, Method};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

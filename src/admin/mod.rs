@@ -24,13 +24,13 @@ use serde_json::json;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     pub state: Arc<GatewayState>,
 }
 
 /// The errors the admin listener answers, as problem documents.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AdminError {
+pub(crate) enum AdminError {
     /// A write without the right `admin.token`.
     Unauthorized,
     /// `POST /reload` with a config that does not validate.

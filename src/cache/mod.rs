@@ -3,7 +3,7 @@
 //! leaked once when the gateway is built (one allocation per gateway, not
 //! per config reload; `cache.max_size` therefore only changes with `-u`).
 
-pub mod store;
+pub(crate) mod store;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{CacheKey, CacheOptionOverrides};
@@ -13,23 +13,18 @@ use store::{MemoryStore, PurgeTag};
 
 /// How long a request waits for another one filling the same key before it
 /// goes to the upstream itself.
-pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Cache {
     pub store: &'static MemoryStore,
     lock: &'static CacheKeyLockImpl,
-    pub max_size: u64,
 }
 
 impl Cache {
     pub fn new(max_size: u64) -> Cache {
         let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(max_size as usize)));
         let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(LOCK_WAIT));
-        Cache {
-            store,
-            lock,
-            max_size,
-        }
+        Cache { store, lock }
     }
 
     /// Turns caching on for this request (GET/HEAD on a cached route).

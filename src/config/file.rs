@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 /// A scalar kept as text (strings, numbers and booleans are all accepted).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Text(pub String);
+pub(super) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -43,7 +43,7 @@ impl<'de> Deserialize<'de> for Text {
 
 /// A value written either as a plain string or as a mapping (`T`).
 #[derive(Debug, Clone)]
-pub enum StrOr<T> {
+pub(super) enum StrOr<T> {
     Str(String),
     Full(T),
 }
@@ -69,7 +69,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for StrOr<T> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     pub server: ServerFile,
     pub admin: Option<AdminFile>,
     pub logging: LoggingFile,
@@ -83,21 +83,21 @@ pub struct FileConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CacheFile {
+pub(super) struct CacheFile {
     pub max_size: Option<Text>,
     pub default_ttl: Option<Text>,
 }
 
 /// A route's `cache`: `true`/`false` or `{ ttl }`.
 #[derive(Debug, Clone)]
-pub enum RouteCacheFile {
+pub(super) enum RouteCacheFile {
     On(bool),
     Ttl(RouteCacheTtl),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteCacheTtl {
+pub(super) struct RouteCacheTtl {
     #[serde(default)]
     pub ttl: Option<Text>,
 }
@@ -123,7 +123,7 @@ impl<'de> Deserialize<'de> for RouteCacheFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitFile {
+pub(super) struct RateLimitFile {
     pub requests: u64,
     pub per: Text,
     #[serde(default)]
@@ -134,7 +134,7 @@ pub struct RateLimitFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RedisFile {
+pub(super) struct RedisFile {
     pub url: String,
     #[serde(default)]
     pub on_error: Option<String>,
@@ -144,7 +144,7 @@ pub struct RedisFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerFile {
+pub(super) struct ServerFile {
     pub listen: Option<Vec<Text>>,
     pub threads: Option<usize>,
     pub work_stealing: Option<bool>,
@@ -164,7 +164,7 @@ pub struct ServerFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsFile {
+pub(super) struct TlsFile {
     pub listen: Text,
     pub cert: String,
     pub key: String,
@@ -172,7 +172,7 @@ pub struct TlsFile {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HeaderTransformFile {
+pub(super) struct HeaderTransformFile {
     pub set: BTreeMap<String, String>,
     pub add: BTreeMap<String, String>,
     pub remove: Vec<String>,
@@ -180,7 +180,7 @@ pub struct HeaderTransformFile {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CorsFile {
+pub(super) struct CorsFile {
     pub allow_origins: Vec<String>,
     pub allow_methods: Option<Vec<String>>,
     pub allow_headers: Vec<String>,
@@ -191,7 +191,7 @@ pub struct CorsFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdminFile {
+pub(super) struct AdminFile {
     pub listen: Text,
     #[serde(default)]
     pub token: Option<String>,
@@ -199,7 +199,7 @@ pub struct AdminFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LoggingFile {
+pub(super) struct LoggingFile {
     pub level: Option<String>,
     pub access_log: Option<String>,
     pub format: Option<String>,
@@ -208,7 +208,7 @@ pub struct LoggingFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct UpstreamFile {
+pub(super) struct UpstreamFile {
     pub targets: Vec<StrOr<TargetFile>>,
     pub balance: Option<String>,
     pub hash_key: Option<String>,
@@ -224,7 +224,7 @@ pub struct UpstreamFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TargetFile {
+pub(super) struct TargetFile {
     pub addr: Text,
     #[serde(default)]
     pub weight: Option<usize>,
@@ -232,7 +232,7 @@ pub struct TargetFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HealthCheckFile {
+pub(super) struct HealthCheckFile {
     pub kind: Option<String>,
     pub path: Option<String>,
     pub expect_status: Option<u16>,
@@ -244,7 +244,7 @@ pub struct HealthCheckFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteFile {
+pub(super) struct RouteFile {
     pub name: String,
     #[serde(rename = "match", default)]
     pub matcher: MatchFile,
@@ -273,7 +273,7 @@ pub struct RouteFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct MatchFile {
+pub(super) struct MatchFile {
     pub path: Option<String>,
     pub path_prefix: Option<String>,
     pub path_regex: Option<String>,
@@ -286,7 +286,7 @@ pub struct MatchFile {
 /// keys that do not belong to the provider's `type` get a precise error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthFile {
+pub(super) struct AuthFile {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     // jwt
@@ -307,7 +307,7 @@ pub struct AuthFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct JwksFile {
+pub(super) struct JwksFile {
     pub file: Option<String>,
     pub url: Option<String>,
     pub refresh: Option<Text>,
@@ -315,14 +315,14 @@ pub struct JwksFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TokenCacheFile {
+pub(super) struct TokenCacheFile {
     pub entries: Option<usize>,
     pub ttl: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiKeyFile {
+pub(super) struct ApiKeyFile {
     pub id: String,
     #[serde(default)]
     pub key: Option<String>,
@@ -332,7 +332,7 @@ pub struct ApiKeyFile {
 
 /// One string or a list of strings.
 #[derive(Debug, Clone, Default)]
-pub struct StrOrList(pub Vec<String>);
+pub(super) struct StrOrList(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for StrOrList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -356,7 +356,7 @@ impl<'de> Deserialize<'de> for StrOrList {
 /// A route's `auth`: a provider name, `{provider, scopes}`, or a list of
 /// names (any of them may authenticate the request).
 #[derive(Debug, Clone)]
-pub enum RouteAuthFile {
+pub(super) enum RouteAuthFile {
     One(String),
     Scoped(ScopedAuthFile),
     AnyOf(Vec<String>),
@@ -364,7 +364,7 @@ pub enum RouteAuthFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScopedAuthFile {
+pub(super) struct ScopedAuthFile {
     pub provider: StrOrList,
     #[serde(default)]
     pub scopes: Vec<String>,

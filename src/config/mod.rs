@@ -15,7 +15,7 @@ pub use env::{substitute, EnvError};
 pub use error::{ConfigError, LoadError};
 pub use model::*;
 pub use redact::redacted_json;
-pub use validate::{system_resolve, Resolve, DEFAULT_LISTEN};
+pub use validate::{system_resolve, Resolve};
 
 use position::Positions;
 use std::path::Path;

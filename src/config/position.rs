@@ -8,7 +8,7 @@ use yaml_rust2::scanner::Marker;
 
 /// 1-based line and column of each value in the document.
 #[derive(Debug, Default)]
-pub struct Positions {
+pub(super) struct Positions {
     map: HashMap<String, (usize, usize)>,
 }
 
@@ -115,7 +115,7 @@ impl MarkedEventReceiver for Collector {
 impl Positions {
     /// Indexes `text`; a document the YAML parser rejects yields an empty index
     /// (the deserialiser reports that error with its own position).
-    pub fn index(text: &str) -> Self {
+    pub(super) fn index(text: &str) -> Self {
         let mut c = Collector {
             stack: Vec::new(),
             map: HashMap::new(),
@@ -126,7 +126,7 @@ impl Positions {
     }
 
     /// Position of `path`, or of its key, or of the nearest ancestor that exists.
-    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+    pub(super) fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path.to_string();
         loop {
             if let Some(pos) = self.map.get(&p) {

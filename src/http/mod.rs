@@ -3,14 +3,14 @@
 //! request's host and scheme, request ids, bearer tokens and claim text.
 //! Each of these had two to four copies that had started to disagree.
 
-pub mod normalize;
+pub(crate) mod normalize;
 
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use serde_json::Value;
 use std::borrow::Cow;
 
-pub use normalize::{normalize_path, NormalizeError};
+pub(crate) use normalize::{normalize_path, NormalizeError};
 
 /// Lower-cases a Host value and drops its port and trailing dot.
 pub fn normalize_host(raw: &str) -> Cow<'_, str> {
@@ -36,14 +36,14 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
 
 /// True when `prefix` is a segment-aligned prefix of `path` (`/api` is a
 /// prefix of `/api` and `/api/x`, not of `/apix`).
-pub fn has_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn has_prefix(path: &str, prefix: &str) -> bool {
     path.starts_with(prefix)
         && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
 }
 
 /// The host the client asked for: the authority of an absolute-form
 /// target, else the `Host` header (as sent, not normalised).
-pub fn request_host(req: &RequestHeader) -> Option<&str> {
+pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
     match req.uri.authority() {
         Some(a) => Some(a.as_str()),
         None => req
@@ -54,7 +54,7 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
 }
 
 /// True when the client connection is TLS.
-pub fn is_tls(session: &Session) -> bool {
+pub(crate) fn is_tls(session: &Session) -> bool {
     session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
@@ -62,7 +62,7 @@ pub fn is_tls(session: &Session) -> bool {
 }
 
 /// `https` or `http`, by [`is_tls`].
-pub fn scheme(session: &Session) -> &'static str {
+pub(crate) fn scheme(session: &Session) -> &'static str {
     if is_tls(session) {
         "https"
     } else {
@@ -72,7 +72,7 @@ pub fn scheme(session: &Session) -> &'static str {
 
 /// A client-supplied `X-Request-Id` is kept when it is 1-128 characters of
 /// `[A-Za-z0-9._-]`; anything else is replaced.
-pub fn sane_request_id(v: &[u8]) -> bool {
+pub(crate) fn sane_request_id(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= 128
         && v.iter()
@@ -99,7 +99,7 @@ pub fn new_request_id() -> String {
 
 /// The token of `Authorization: Bearer <token>` (the scheme is
 /// case-insensitive, RFC 7235 §2.1).
-pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     let token = token.trim();
@@ -109,7 +109,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
 /// A JWT claim as text, wherever one is used as text (header values,
 /// templates, rate-limit and hash keys): strings as they are, arrays joined
 /// by spaces (as `scope` is), anything else as JSON.
-pub fn claim_text(v: &Value) -> Cow<'_, str> {
+pub(crate) fn claim_text(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => Cow::Borrowed(s),
         Value::Array(items) => {

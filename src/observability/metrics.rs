@@ -239,7 +239,7 @@ impl Metrics {
 }
 
 /// The method label: standard methods by name, anything else `OTHER`.
-pub fn method_label(m: &Method) -> &'static str {
+pub(crate) fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::HEAD => "HEAD",

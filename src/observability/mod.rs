@@ -2,6 +2,6 @@
 //! `logging` phase, which Pingora runs last for every request, including
 //! early answers and failures.
 
-pub mod access_log;
-pub mod metrics;
-pub mod time;
+pub(crate) mod access_log;
+pub(crate) mod metrics;
+pub(crate) mod time;

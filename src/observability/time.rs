@@ -41,7 +41,7 @@ fn push_digits(out: &mut String, n: u64, width: u32) {
 
 /// `2026-11-29T21:49:34.123Z`. Written digit by digit: `format!` costs
 /// about 2,800 instructions per access-log line.
-pub fn rfc3339_millis(t: SystemTime) -> String {
+pub(crate) fn rfc3339_millis(t: SystemTime) -> String {
     let (y, mo, d, h, mi, s, ms) = split(t);
     if !(0..=9999).contains(&y) {
         return format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z");
@@ -65,7 +65,7 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 }
 
 /// `29/Nov/2026:21:49:34 +0000` (the combined log format's time).
-pub fn clf(t: SystemTime) -> String {
+pub(crate) fn clf(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];

@@ -11,7 +11,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
 
 /// Statuses stored without further ado (SPEC).
-pub const CACHEABLE_STATUS: &[u16] = &[200, 203, 204, 301, 404, 410];
+pub(crate) const CACHEABLE_STATUS: &[u16] = &[200, 203, 204, 301, 404, 410];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Storable {
@@ -25,13 +25,13 @@ pub enum Storable {
 }
 
 /// `Cache-Control: no-store` on the request: nothing of this exchange is stored.
-pub fn request_no_store(req: &RequestHeader) -> bool {
+pub(crate) fn request_no_store(req: &RequestHeader) -> bool {
     CacheControl::from_req_headers(req).is_some_and(|cc| cc.no_store())
 }
 
 /// The client asks for a revalidated answer (`no-cache`, `max-age=0`, or
 /// `Pragma: no-cache` without `Cache-Control`).
-pub fn request_wants_revalidation(req: &RequestHeader) -> bool {
+pub(crate) fn request_wants_revalidation(req: &RequestHeader) -> bool {
     match CacheControl::from_req_headers(req) {
         Some(cc) => cc.no_cache() || matches!(cc.max_age(), Ok(Some(0))),
         None => req
@@ -108,7 +108,9 @@ pub fn storable(
 }
 
 /// The lower-cased field names of `Vary` header values.
-pub fn vary_names<'a>(values: impl IntoIterator<Item = &'a http::HeaderValue>) -> Vec<String> {
+pub(crate) fn vary_names<'a>(
+    values: impl IntoIterator<Item = &'a http::HeaderValue>,
+) -> Vec<String> {
     let mut names: Vec<String> = values
         .into_iter()
         .filter_map(|v| v.to_str().ok())
@@ -144,7 +146,7 @@ pub fn variance(resp_headers: &http::HeaderMap, req: &RequestHeader) -> Option<H
 
 /// How gatehouse's cache handled a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Served from cache; `ttl` seconds of freshness left (negative: stale).
     Hit { ttl: i64, collapsed: bool },
     /// Fetched from upstream; whether the response was stored.
@@ -159,7 +161,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The `Cache-Status` member (RFC 9211).
-    pub fn cache_status(&self) -> String {
+    pub(crate) fn cache_status(&self) -> String {
         match *self {
             Outcome::Hit { ttl, collapsed } => {
                 format!(
@@ -183,7 +185,7 @@ impl Outcome {
         }
     }
 
-    pub fn result(&self) -> CacheResult {
+    pub(crate) fn result(&self) -> CacheResult {
         match *self {
             Outcome::Hit { ttl, .. } if ttl < 0 => CacheResult::Stale,
             Outcome::Hit { .. } => CacheResult::Hit,
@@ -198,7 +200,7 @@ impl Outcome {
 /// The `result` label of `gatehouse_cache_lookups_total` and the
 /// access-log `cache` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
+pub(crate) enum CacheResult {
     Hit,
     Stale,
     Miss,
@@ -209,7 +211,7 @@ pub enum CacheResult {
 
 impl CacheResult {
     /// In label order: `ALL[r as usize] == r`.
-    pub const ALL: [CacheResult; 6] = [
+    pub(crate) const ALL: [CacheResult; 6] = [
         CacheResult::Hit,
         CacheResult::Stale,
         CacheResult::Miss,
@@ -218,7 +220,7 @@ impl CacheResult {
         CacheResult::Bypass,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             CacheResult::Hit => "hit",
             CacheResult::Stale => "stale",
@@ -230,7 +232,7 @@ impl CacheResult {
     }
 
     /// Every label, in [`CacheResult::ALL`] order.
-    pub fn labels() -> [&'static str; 6] {
+    pub(crate) fn labels() -> [&'static str; 6] {
         CacheResult::ALL.map(CacheResult::label)
     }
 }

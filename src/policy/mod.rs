@@ -2,8 +2,8 @@
 //! when a snapshot is compiled and asked by the proxy phases; none of them
 //! touches a socket, so each is unit-testable on its own.
 
-pub mod auth;
-pub mod cache;
+pub(crate) mod auth;
+pub(crate) mod cache;
 pub mod cors;
 pub mod headers;
-pub mod rate_limit;
+pub(crate) mod rate_limit;

@@ -39,7 +39,7 @@ const UNKEYED_OVERRIDES: &[&str] = &[
 /// The cache's view of one request on a cached route (the ctx slice of
 /// this module).
 #[derive(Debug)]
-pub struct CacheCtx {
+pub(crate) struct CacheCtx {
     /// What the cache key and purges use.
     pub tag: PurgeTag,
     /// How the cache handled the request, once known.
@@ -52,7 +52,7 @@ pub struct CacheCtx {
 
 /// Request phase, on routes with `cache`: strips unkeyed override headers
 /// from GET/HEAD and tags the request for the key and for invalidation.
-pub fn prepare(
+pub(super) fn prepare(
     req: &mut RequestHeader,
     normalized: Option<&str>,
     route: &Route,
@@ -86,7 +86,7 @@ pub fn prepare(
 }
 
 /// `request_cache_filter`: enable the cache for GET/HEAD on cached routes.
-pub fn enable(state: &GatewayState, session: &mut Session, cache: &mut CacheCtx) {
+pub(super) fn enable(state: &GatewayState, session: &mut Session, cache: &mut CacheCtx) {
     if cache.outcome.is_some() {
         return;
     }
@@ -97,11 +97,11 @@ pub fn enable(state: &GatewayState, session: &mut Session, cache: &mut CacheCtx)
     state.cache.enable(session);
 }
 
-pub fn key(session: &Session, route: &Route, cache: &CacheCtx) -> CacheKey {
+pub(super) fn key(session: &Session, route: &Route, cache: &CacheCtx) -> CacheKey {
     crate::cache::key(crate::http::scheme(session), &route.name, &cache.tag)
 }
 
-pub fn response_cacheable(
+pub(super) fn response_cacheable(
     session: &Session,
     resp: &ResponseHeader,
     route: &Route,
@@ -140,7 +140,7 @@ pub fn response_cacheable(
     }
 }
 
-pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+pub(super) fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
     policy::variance(meta.headers(), req)
 }
 
@@ -181,7 +181,7 @@ fn observed(session: &Session, resp_status: u16, cache: &CacheCtx) -> Outcome {
 /// Response decoration: records the outcome and adds the `Cache-Status`
 /// member (after any upstream one). An answer gatehouse generated itself is
 /// a miss that was not stored.
-pub fn decorate(
+pub(super) fn decorate(
     session: &Session,
     resp: &mut ResponseHeader,
     cache: &mut CacheCtx,
@@ -208,7 +208,7 @@ pub fn decorate(
 }
 
 /// After the response: count the lookup and invalidate after unsafe methods.
-pub fn finish(state: &GatewayState, route: &Route, cache: &CacheCtx, status: u16) {
+pub(super) fn finish(state: &GatewayState, route: &Route, cache: &CacheCtx, status: u16) {
     let Some(outcome) = cache.outcome else {
         return;
     };

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 /// Keeps `gatehouse_inflight_requests` right even if a request's future is
 /// dropped before `logging` runs.
-pub struct InflightGuard(pub IntGauge);
+pub(crate) struct InflightGuard(pub IntGauge);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for InflightGuard {
     }
 }
 
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     pub start: Instant,
     /// Loaded once in `early_request_filter`; fixed for the whole request.
     pub snapshot: Option<Arc<Snapshot>>,
@@ -69,13 +69,13 @@ impl Default for RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn route(&self) -> Option<&Route> {
+    pub(crate) fn route(&self) -> Option<&Route> {
         let snap = self.snapshot.as_ref()?;
         snap.routes.get(self.matched.as_ref()?.route)
     }
 
     /// The matched route and the values its header templates may use.
-    pub fn route_and_vars(&self) -> Option<(&Route, headers::Vars<'_>)> {
+    pub(crate) fn route_and_vars(&self) -> Option<(&Route, headers::Vars<'_>)> {
         let route = self.route()?;
         let vars = headers::Vars {
             request_id: &self.request_id,
@@ -87,7 +87,7 @@ impl RequestCtx {
     }
 
     /// The normalised path when it differs from the request's.
-    pub fn normalized_path(&self) -> Option<&str> {
+    pub(crate) fn normalized_path(&self) -> Option<&str> {
         self.matched.as_ref()?.normalized.as_deref()
     }
 }

@@ -22,13 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Set by the proxy once a request head has been parsed.
-pub struct HeadSignal(pub Arc<AtomicBool>);
+pub(crate) struct HeadSignal(pub Arc<AtomicBool>);
 
 /// Left in the connection context after a request, so the next one on the
 /// same connection knows it may idle first.
-pub struct Reused;
+pub(crate) struct Reused;
 
-pub struct Edge {
+pub(crate) struct Edge {
     pub proxy: Arc<HttpProxy<Gateway>>,
     pub state: Arc<GatewayState>,
 }

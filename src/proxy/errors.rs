@@ -11,7 +11,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 /// Errors that gatehouse answers itself.
 #[derive(Debug, Clone, PartialEq)]
-pub enum GatewayError {
+pub(crate) enum GatewayError {
     BadPath(NormalizeError),
     BadRequest(&'static str),
     NotFound,
@@ -37,7 +37,7 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
             BadPath(_) | BadRequest(_) => 400,
@@ -60,7 +60,7 @@ impl GatewayError {
     }
 
     /// Short stable slug, also the last part of the problem `type`.
-    pub fn slug(&self) -> &'static str {
+    pub(crate) fn slug(&self) -> &'static str {
         use GatewayError::*;
         match self {
             BadPath(_) => "bad-path",
@@ -83,7 +83,7 @@ impl GatewayError {
         }
     }
 
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         use GatewayError::*;
         match self {
             BadPath(e) => format!("{e}."),
@@ -116,7 +116,7 @@ impl GatewayError {
     }
 
     /// Headers this problem adds to the response.
-    pub fn headers(&self) -> Vec<(http::HeaderName, String)> {
+    pub(crate) fn headers(&self) -> Vec<(http::HeaderName, String)> {
         match self {
             GatewayError::MethodNotAllowed(methods) => {
                 let allow = methods
@@ -146,7 +146,7 @@ impl GatewayError {
 
     /// Maps an error raised by Pingora while proxying (not one we chose).
     /// `None` means the client connection is gone and nothing can be sent.
-    pub fn from_pingora(e: &Error) -> Option<GatewayError> {
+    pub(crate) fn from_pingora(e: &Error) -> Option<GatewayError> {
         use ErrorType::*;
         let etype = e.etype();
         Some(match e.esource() {
@@ -173,7 +173,7 @@ impl GatewayError {
     }
 
     /// The problem document of this error.
-    pub fn problem(&self) -> Problem<'_> {
+    pub(crate) fn problem(&self) -> Problem<'_> {
         Problem {
             status: self.status(),
             slug: self.slug(),
@@ -185,7 +185,7 @@ impl GatewayError {
     /// The response head of this problem; what the request earned before
     /// failing (request id, rate-limit state, CORS) is added by
     /// `pipeline::response`.
-    pub fn response_header(&self, body_len: usize) -> pingora::Result<ResponseHeader> {
+    pub(crate) fn response_header(&self, body_len: usize) -> pingora::Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status(), Some(6))?;
         resp.insert_header(http::header::CONTENT_TYPE, problem::CONTENT_TYPE)?;
         resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;

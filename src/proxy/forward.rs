@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 /// Who sent the request (the ctx slice of this module).
 #[derive(Debug, Default)]
-pub struct ClientAddr {
+pub(crate) struct ClientAddr {
     /// The client as derived from the peer and trusted `X-Forwarded-For`.
     pub ip: Option<IpAddr>,
     /// The TCP peer.
@@ -19,7 +19,7 @@ pub struct ClientAddr {
 }
 
 impl ClientAddr {
-    pub fn of(session: &Session, trusted: &[IpNet]) -> ClientAddr {
+    pub(crate) fn of(session: &Session, trusted: &[IpNet]) -> ClientAddr {
         let Some(peer) = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -49,7 +49,7 @@ impl ClientAddr {
 
 /// The request id: the client's `X-Request-Id` when it is sane
 /// ([`crate::http::sane_request_id`]), else a new one.
-pub fn request_id(req: &pingora::http::RequestHeader) -> String {
+pub(crate) fn request_id(req: &pingora::http::RequestHeader) -> String {
     match req.headers.get("x-request-id") {
         Some(v) if crate::http::sane_request_id(v.as_bytes()) => {
             v.to_str().unwrap_or_default().to_string()
@@ -58,7 +58,7 @@ pub fn request_id(req: &pingora::http::RequestHeader) -> String {
     }
 }
 
-pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -69,7 +69,7 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// The client address: the peer, unless the peer is a trusted proxy, in which
 /// case the right-most untrusted address of `X-Forwarded-For` (skipping the
 /// trusted hops). Malformed entries stop the walk.
-pub fn client_ip(peer: IpAddr, xff: &[&str], trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, xff: &[&str], trusted: &[IpNet]) -> IpAddr {
     if !is_trusted(peer, trusted) {
         return peer;
     }
@@ -88,7 +88,10 @@ pub fn client_ip(peer: IpAddr, xff: &[&str], trusted: &[IpNet]) -> IpAddr {
 
 /// Removes identity headers (and their `_` spellings, which some upstream
 /// frameworks read as `-`) from a client request.
-pub fn strip_identity_headers(req: &mut pingora::http::RequestHeader, names: &[http::HeaderName]) {
+pub(crate) fn strip_identity_headers(
+    req: &mut pingora::http::RequestHeader,
+    names: &[http::HeaderName],
+) {
     if names.is_empty() {
         return;
     }
@@ -114,7 +117,11 @@ pub fn strip_identity_headers(req: &mut pingora::http::RequestHeader, names: &[h
 
 /// The path sent upstream: `strip` removed (if it prefixes the path on a
 /// segment boundary), then `add` prepended.
-pub fn upstream_path<'a>(path: &'a str, strip: Option<&str>, add: Option<&str>) -> Cow<'a, str> {
+pub(crate) fn upstream_path<'a>(
+    path: &'a str,
+    strip: Option<&str>,
+    add: Option<&str>,
+) -> Cow<'a, str> {
     let rest = match strip {
         Some(s) if crate::http::has_prefix(path, s) => {
             let r = &path[s.len()..];

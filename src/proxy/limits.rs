@@ -17,7 +17,7 @@ fn framing_error() -> GatewayError {
 }
 
 /// Checks the raw HTTP/1 head.
-pub fn check_raw_head(raw: &[u8], http10: bool) -> Result<(), GatewayError> {
+pub(super) fn check_raw_head(raw: &[u8], http10: bool) -> Result<(), GatewayError> {
     let mut te = 0usize;
     let mut cl: Option<&[u8]> = None;
     for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
@@ -61,7 +61,7 @@ pub fn check_raw_head(raw: &[u8], http10: bool) -> Result<(), GatewayError> {
 }
 
 /// Checks a request head against `limits` (before anything else runs).
-pub fn check_head(session: &Session, limits: &Limits) -> Result<(), GatewayError> {
+pub(super) fn check_head(session: &Session, limits: &Limits) -> Result<(), GatewayError> {
     let req = session.req_header();
     if req.raw_path().len() > limits.max_uri_bytes {
         return Err(GatewayError::UriTooLong);

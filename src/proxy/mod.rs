@@ -19,10 +19,10 @@
 //! - `logging`: cache bookkeeping, metrics and the access log (`observe.rs`).
 
 mod caching;
-pub mod ctx;
-pub mod edge;
-pub mod errors;
-pub mod forward;
+pub(crate) mod ctx;
+pub(crate) mod edge;
+pub(crate) mod errors;
+pub(crate) mod forward;
 mod limits;
 mod observe;
 mod pipeline;
@@ -47,7 +47,7 @@ use pipeline::{Answer, From};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub state: Arc<GatewayState>,
 }
 

@@ -20,7 +20,7 @@ struct Finished<'a> {
 
 /// Runs last for a request, so it takes the snapshot out of the ctx
 /// rather than cloning the `Arc` to borrow around it.
-pub fn record(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
+pub(super) fn record(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
     let Some(snap) = cx.snapshot.take() else {
         return;
     };

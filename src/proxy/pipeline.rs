@@ -14,7 +14,7 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 /// What the request phase decided.
-pub enum Answer {
+pub(super) enum Answer {
     /// Go on to the cache and the upstream.
     Continue,
     /// Answered by gatehouse (a CORS preflight): decorate and send this.
@@ -22,7 +22,7 @@ pub enum Answer {
 }
 
 /// Where a response comes from, for [`response`].
-pub enum From {
+pub(super) enum From {
     /// Proxied, or served from the cache.
     Upstream,
     /// gatehouse's answer to a CORS preflight.
@@ -32,7 +32,7 @@ pub enum From {
 }
 
 /// `request_filter`: every step in order; the first refusal ends it.
-pub async fn request(
+pub(super) async fn request(
     state: &GatewayState,
     session: &mut Session,
     cx: &mut RequestCtx,
@@ -92,7 +92,7 @@ pub async fn request(
 
 /// Every response head, proxied or generated, passes here once before it
 /// is sent: the only place that adds what a request earned.
-pub fn response(
+pub(super) fn response(
     session: &Session,
     resp: &mut ResponseHeader,
     cx: &mut RequestCtx,
@@ -138,7 +138,7 @@ pub fn response(
 
 /// `logging`, after the response: cache bookkeeping (lookup counts,
 /// invalidation after unsafe methods), then metrics and the access log.
-pub fn log(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
+pub(super) fn log(state: &GatewayState, session: &Session, cx: &mut RequestCtx) {
     if let (Some(route), Some(cache)) = (cx.route(), &cx.cache) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         caching::finish(state, route, cache, status);

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Authentication: the identity, or the refusal (401/403/503).
-pub async fn authenticate(
+pub(super) async fn authenticate(
     route: &Route,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, AuthDenied> {
@@ -35,7 +35,7 @@ pub async fn authenticate(
 
 /// Rate limits: counts the request against every limit of the route; the
 /// state to report goes to `report` (also on a 429).
-pub async fn limit(
+pub(super) async fn limit(
     state: &GatewayState,
     route: &Route,
     headers: &HeaderMap,

@@ -10,7 +10,7 @@ use pingora::http::RequestHeader;
 
 /// What routing decided (the ctx slice of this module), owned so the
 /// session can be mutated afterwards.
-pub struct Matched {
+pub(crate) struct Matched {
     /// Index into `Snapshot::routes`.
     pub route: usize,
     /// The normalised path when it differs from the request's path.

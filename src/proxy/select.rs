@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// The upstream side of one request (the ctx slice of this module).
 #[derive(Default)]
-pub struct Attempts {
+pub(crate) struct Attempts {
     /// Connection attempts so far.
     pub count: usize,
     /// Targets that failed to connect during this request.
@@ -67,7 +67,7 @@ fn hash_key(session: &Session, cx: &RequestCtx, key: &HashKey) -> Vec<u8> {
 
 /// `upstream_peer`: the next target of the route's pool, never one that
 /// already failed for this request.
-pub fn peer(session: &Session, cx: &mut RequestCtx) -> Result<Box<HttpPeer>, GatewayError> {
+pub(super) fn peer(session: &Session, cx: &mut RequestCtx) -> Result<Box<HttpPeer>, GatewayError> {
     let route = cx.route().ok_or(GatewayError::Internal)?;
     let pool = &route.upstream;
     let key = match pool.config.balance {
@@ -100,7 +100,7 @@ pub fn peer(session: &Session, cx: &mut RequestCtx) -> Result<Box<HttpPeer>, Gat
 
 /// `fail_to_connect`: remember the target and retry on another one while
 /// the pool's `retries` allow.
-pub fn connect_failed(cx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+pub(super) fn connect_failed(cx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
     let retries = cx.route().map_or(0, |r| r.upstream.config.retries);
     let up = &mut cx.upstream;
     if let Some(t) = up.target {

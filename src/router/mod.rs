@@ -211,7 +211,7 @@ impl Router {
         r
     }
 
-    pub fn has_host_routes(&self) -> bool {
+    fn has_host_routes(&self) -> bool {
         !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty()
     }
 

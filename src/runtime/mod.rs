@@ -5,12 +5,12 @@
 //! keeps that `Arc` to the end, so a reload never changes the rules under
 //! a request in flight. Reload builds a new snapshot or keeps the old one.
 
-pub mod reload;
-pub mod snapshot;
-pub mod state;
+pub(crate) mod reload;
+pub(crate) mod snapshot;
+pub(crate) mod state;
 
-pub use snapshot::{BuildCtx, Route, Snapshot};
-pub use state::GatewayState;
+pub(crate) use snapshot::{BuildCtx, Route, Snapshot};
+pub(crate) use state::GatewayState;
 
 use crate::config::Config;
 use crate::observability::metrics::Metrics;

@@ -52,7 +52,7 @@ pub struct Snapshot {
 }
 
 /// What building a snapshot needs besides the config.
-pub struct BuildCtx<'a> {
+pub(crate) struct BuildCtx<'a> {
     /// Starts health checks and JWKS refreshes for new parts.
     pub spawner: &'a Spawner,
     /// Where per-route metric children are resolved; `None` without an

@@ -6,7 +6,7 @@ use crate::tasks::Spawner;
 use std::sync::{Arc, Weak};
 
 /// Starts the health-check loop of `pool` (if it has checks configured).
-pub fn start(spawner: &Spawner, pool: &Arc<Pool>) {
+pub(crate) fn start(spawner: &Spawner, pool: &Arc<Pool>) {
     if pool.has_health_check() {
         spawner.spawn(check_loop(Arc::downgrade(pool)));
     }

@@ -6,7 +6,7 @@
 //! task carry over; changed or removed pools are dropped with the last
 //! snapshot that uses them, which also ends their health-check task.
 
-pub mod health;
+pub(crate) mod health;
 
 use crate::config::{Balance, HealthKind, UpstreamConfig};
 use pingora::http::ResponseHeader;

@@ -10,10 +10,7 @@ fn dashboard_queries_known_metrics() {
     ))
     .unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let known: BTreeSet<&str> = gatehouse::observability::metrics::FAMILIES
-        .iter()
-        .copied()
-        .collect();
+    let known: BTreeSet<&str> = gatehouse::bench::FAMILIES.iter().copied().collect();
     let mut used = BTreeSet::new();
     for panel in dash["panels"].as_array().unwrap() {
         for t in panel["targets"].as_array().unwrap() {

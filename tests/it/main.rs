@@ -1,6 +1,11 @@
 //! The one integration-test binary: every test module links the library,
 //! Pingora and the harness (`tests/support`) once.
 
+// Harness helpers are `pub` for the test modules; nothing outside uses them.
+#![allow(unreachable_pub)]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -2,7 +2,7 @@
 //! gateway routes on is exactly the path the upstream receives.
 
 use crate::support::*;
-use gatehouse::http::normalize_path;
+use gatehouse::bench::normalize_path;
 use proptest::prelude::*;
 
 /// Paths built from the pieces attackers combine.

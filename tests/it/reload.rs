@@ -2,7 +2,7 @@
 //! flight finishing on the rules they started with.
 
 use crate::support::*;
-use gatehouse::runtime::reload::apply;
+use gatehouse::bench::apply;
 use std::time::Duration;
 
 fn cfg(gw: &Gateway, text: &str) -> gatehouse::config::Config {

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
-    pub state: Arc<gatehouse::runtime::GatewayState>,
+    pub state: Arc<gatehouse::bench::GatewayState>,
     stop: tokio::sync::mpsc::UnboundedSender<pingora::server::ShutdownSignal>,
     thread: Option<JoinHandle<()>>,
 }
@@ -28,7 +28,7 @@ pub fn gateway(yaml: &str) -> Gateway {
     }
     let cfg = gatehouse::config::load_str(&text)
         .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{text}"));
-    gatehouse::logging::init(gatehouse::config::LogLevel::Warn);
+    gatehouse::bench::init_logging(gatehouse::config::LogLevel::Warn);
     let has_admin = cfg.admin.is_some();
     let app = gatehouse::app::build(cfg, Default::default()).expect("gateway builds");
     let state = app.state.clone();

@@ -345,7 +345,7 @@ fn api_key(path: &KeyPath, a: &AuthFile, errs: &mut Errs) -> Option<ApiKeyConfig
     })
 }
 
-pub fn providers(
+pub(super) fn providers(
     f: &BTreeMap<String, AuthFile>,
     base: &Path,
     errs: &mut Errs,
@@ -375,7 +375,7 @@ pub fn providers(
     out
 }
 
-pub fn route_auth(
+pub(super) fn route_auth(
     path: &KeyPath,
     r: &RouteAuthFile,
     all: &BTreeMap<String, AuthFile>,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Parses a header-value template.
-pub fn template(value: &str) -> Result<Vec<TemplatePart>, String> {
+pub(super) fn template(value: &str) -> Result<Vec<TemplatePart>, String> {
     let mut parts = Vec::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -47,7 +47,11 @@ pub fn template(value: &str) -> Result<Vec<TemplatePart>, String> {
     Ok(parts)
 }
 
-pub fn transform(path: &KeyPath, f: &HeaderTransformFile, errs: &mut Errs) -> HeaderTransform {
+pub(super) fn transform(
+    path: &KeyPath,
+    f: &HeaderTransformFile,
+    errs: &mut Errs,
+) -> HeaderTransform {
     let mut pairs = |map: &BTreeMap<String, String>, key: &str| {
         let mut out = Vec::new();
         for (name, value) in map {
@@ -76,7 +80,7 @@ fn names(path: &KeyPath, list: &[String], key: &str, errs: &mut Errs) -> Vec<Hea
         .collect()
 }
 
-pub fn cors(path: &KeyPath, f: &CorsFile, errs: &mut Errs) -> CorsConfig {
+pub(super) fn cors(path: &KeyPath, f: &CorsFile, errs: &mut Errs) -> CorsConfig {
     if f.allow_origins.is_empty() {
         errs.push(
             path.key("allow_origins"),

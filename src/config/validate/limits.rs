@@ -55,7 +55,7 @@ fn limit(path: &KeyPath, l: &RateLimitFile, has_redis: bool, errs: &mut Errs) ->
     }
 }
 
-pub fn rate_limits(
+pub(super) fn rate_limits(
     f: &BTreeMap<String, RateLimitFile>,
     has_redis: bool,
     errs: &mut Errs,
@@ -71,7 +71,7 @@ pub fn rate_limits(
     out
 }
 
-pub fn redis(r: &RedisFile, errs: &mut Errs) -> RedisConfig {
+pub(super) fn redis(r: &RedisFile, errs: &mut Errs) -> RedisConfig {
     let path = KeyPath::root("redis");
     let ok = (r.url.starts_with("redis://") || r.url.starts_with("rediss://"))
         && redis::Client::open(r.url.as_str()).is_ok();
@@ -96,7 +96,7 @@ pub fn redis(r: &RedisFile, errs: &mut Errs) -> RedisConfig {
     }
 }
 
-pub fn route_limits(
+pub(super) fn route_limits(
     path: &KeyPath,
     r: &StrOrList,
     all: &BTreeMap<String, RateLimitFile>,

@@ -28,24 +28,24 @@ pub fn system_resolve(s: &str) -> std::io::Result<Option<SocketAddr>> {
     s.to_socket_addrs().map(|mut it| it.next())
 }
 
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub(super) const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 
 /// Where a value sits in the file: `routes[2].match.path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPath(String);
+pub(super) struct KeyPath(String);
 
 impl KeyPath {
-    pub fn root(key: &str) -> KeyPath {
+    pub(super) fn root(key: &str) -> KeyPath {
         KeyPath(key.to_string())
     }
 
     /// `self.key`
-    pub fn key(&self, key: &str) -> KeyPath {
+    pub(super) fn key(&self, key: &str) -> KeyPath {
         KeyPath(format!("{}.{key}", self.0))
     }
 
     /// `self[i]`
-    pub fn index(&self, i: usize) -> KeyPath {
+    pub(super) fn index(&self, i: usize) -> KeyPath {
         KeyPath(format!("{}[{i}]", self.0))
     }
 }
@@ -58,41 +58,46 @@ impl fmt::Display for KeyPath {
 
 /// `claim:NAME` or `header:NAME`, the selector mini-language of
 /// `hash_key` and rate-limit `key`.
-pub enum Selector {
+pub(super) enum Selector {
     Claim(String),
     Header(HeaderName),
 }
 
 /// Errors gathered during validation, each with its key path, and the
 /// resolver used for host names.
-pub struct Errs {
+pub(super) struct Errs {
     errors: Vec<(String, String)>,
     resolve: Resolve,
 }
 
 impl Errs {
-    pub fn new(resolve: Resolve) -> Errs {
+    pub(super) fn new(resolve: Resolve) -> Errs {
         Errs {
             errors: Vec::new(),
             resolve,
         }
     }
 
-    pub fn push(&mut self, path: impl fmt::Display, msg: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl fmt::Display, msg: impl Into<String>) {
         self.errors.push((path.to_string(), msg.into()));
     }
 
     /// Errors so far: a section compares it before and after itself.
-    pub fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.errors.len()
     }
 
     /// Every (key path, message), in the order found.
-    pub fn into_errors(self) -> Vec<(String, String)> {
+    pub(super) fn into_errors(self) -> Vec<(String, String)> {
         self.errors
     }
 
-    pub fn duration(&mut self, path: &KeyPath, v: &Option<Text>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        path: &KeyPath,
+        v: &Option<Text>,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(t) => parse_duration(&t.0).unwrap_or_else(|e| {
@@ -102,7 +107,7 @@ impl Errs {
         }
     }
 
-    pub fn positive_duration(
+    pub(super) fn positive_duration(
         &mut self,
         path: &KeyPath,
         v: &Option<Text>,
@@ -118,7 +123,7 @@ impl Errs {
 
     /// Parses `ip:port`, or resolves `host:port` once, here at load time
     /// (never on the request path).
-    pub fn addr(&mut self, path: &KeyPath, t: &Text) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, path: &KeyPath, t: &Text) -> Option<SocketAddr> {
         let s = t.0.trim();
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Some(a);
@@ -141,7 +146,7 @@ impl Errs {
     }
 
     /// A byte size (`64KiB`) within `min..=max`; `default` when absent.
-    pub fn size(
+    pub(super) fn size(
         &mut self,
         path: &KeyPath,
         v: &Option<Text>,
@@ -166,7 +171,7 @@ impl Errs {
         n
     }
 
-    pub fn header_name(&mut self, path: &KeyPath, name: &str) -> Option<HeaderName> {
+    pub(super) fn header_name(&mut self, path: &KeyPath, name: &str) -> Option<HeaderName> {
         match HeaderName::from_bytes(name.trim().as_bytes()) {
             Ok(h) => Some(h),
             Err(_) => {
@@ -177,7 +182,7 @@ impl Errs {
     }
 
     /// A method name, any case.
-    pub fn method(&mut self, path: &KeyPath, name: &str) -> Option<Method> {
+    pub(super) fn method(&mut self, path: &KeyPath, name: &str) -> Option<Method> {
         match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
             Ok(m) => Some(m),
             Err(_) => {
@@ -189,7 +194,7 @@ impl Errs {
 
     /// `claim:NAME` / `header:NAME`; `None` when `text` is neither (the
     /// caller names what else it accepts), `Some(None)` after an error.
-    pub fn selector(&mut self, path: &KeyPath, text: &str) -> Option<Option<Selector>> {
+    pub(super) fn selector(&mut self, path: &KeyPath, text: &str) -> Option<Option<Selector>> {
         if let Some(c) = text.strip_prefix("claim:").filter(|c| !c.trim().is_empty()) {
             return Some(Some(Selector::Claim(c.trim().to_string())));
         }
@@ -205,7 +210,7 @@ impl Errs {
 
     /// One of `T`'s words; the hint lists them all. `what` names the key
     /// in the message (`unknown balance `x` (round_robin, ...)`).
-    pub fn choice<T: Choice>(
+    pub(super) fn choice<T: Choice>(
         &mut self,
         path: &KeyPath,
         v: Option<&str>,
@@ -229,7 +234,7 @@ impl Errs {
     }
 }
 
-pub fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Config {
+pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Config {
     let server = server::server(&f.server, base, errs);
     let admin = f
         .admin

@@ -7,7 +7,7 @@ use crate::http::normalize_path;
 use http::HeaderValue;
 use std::time::Duration;
 
-pub fn route(
+pub(super) fn route(
     path: &KeyPath,
     r: &RouteFile,
     f: &FileConfig,

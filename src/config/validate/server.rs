@@ -14,7 +14,7 @@ fn key(k: &str) -> KeyPath {
     KeyPath::root("server").key(k)
 }
 
-pub fn server(s: &ServerFile, base: &Path, errs: &mut Errs) -> ServerConfig {
+pub(super) fn server(s: &ServerFile, base: &Path, errs: &mut Errs) -> ServerConfig {
     let listen_src = s
         .listen
         .clone()
@@ -151,7 +151,7 @@ fn limits(s: &ServerFile, errs: &mut Errs) -> Limits {
     }
 }
 
-pub fn admin(a: &AdminFile, server: &ServerConfig, errs: &mut Errs) -> Option<AdminConfig> {
+pub(super) fn admin(a: &AdminFile, server: &ServerConfig, errs: &mut Errs) -> Option<AdminConfig> {
     let path = KeyPath::root("admin").key("listen");
     let listen = errs.addr(&path, &a.listen)?;
     if server.listen.contains(&listen) {
@@ -166,7 +166,7 @@ pub fn admin(a: &AdminFile, server: &ServerConfig, errs: &mut Errs) -> Option<Ad
 
 /// A relative access-log path is taken from the config file's directory
 /// (a daemon runs from `/`).
-pub fn logging(l: &LoggingFile, base: &Path, errs: &mut Errs) -> LoggingConfig {
+pub(super) fn logging(l: &LoggingFile, base: &Path, errs: &mut Errs) -> LoggingConfig {
     let path = KeyPath::root("logging");
     let level = errs.choice(
         &path.key("level"),
@@ -201,7 +201,7 @@ pub fn logging(l: &LoggingFile, base: &Path, errs: &mut Errs) -> LoggingConfig {
     }
 }
 
-pub fn cache(c: Option<&CacheFile>, errs: &mut Errs) -> CacheConfig {
+pub(super) fn cache(c: Option<&CacheFile>, errs: &mut Errs) -> CacheConfig {
     let path = KeyPath::root("cache");
     let max_size = match c.and_then(|c| c.max_size.as_ref()) {
         None => 256 << 20,

@@ -7,7 +7,11 @@ use http::HeaderValue;
 use std::collections::HashSet;
 use std::time::Duration;
 
-pub fn upstream(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Option<UpstreamConfig> {
+pub(super) fn upstream(
+    path: &KeyPath,
+    u: &UpstreamFile,
+    errs: &mut Errs,
+) -> Option<UpstreamConfig> {
     let before = errs.count();
     let targets = targets(path, u, errs);
     let balance = errs.choice(

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Tokens longer than this are refused unread.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtError {
@@ -190,14 +190,6 @@ impl JwtProvider {
         }
     }
 
-    /// True when the provider can verify tokens (a JWKS URL was fetched).
-    pub fn has_keys(&self) -> bool {
-        match &self.keys {
-            Keys::Remote(s) => s.keys().is_some(),
-            _ => true,
-        }
-    }
-
     fn check(&self, token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims, JwtError> {
         let validation = &self
             .validations
@@ -279,7 +271,7 @@ impl JwtProvider {
 
 /// True when the claims grant every scope in `required`: from `scope`
 /// (space-separated) and/or `scp` (array, or space-separated string).
-pub fn has_scopes(claims: &Map<String, Value>, required: &[String]) -> bool {
+pub(crate) fn has_scopes(claims: &Map<String, Value>, required: &[String]) -> bool {
     if required.is_empty() {
         return true;
     }
@@ -296,7 +288,7 @@ pub fn has_scopes(claims: &Map<String, Value>, required: &[String]) -> bool {
 
 /// A claim as a header value: strings as they are, arrays joined by spaces,
 /// anything else as JSON. `None` if it cannot be a header value.
-pub fn claim_header_value(v: &Value) -> Option<http::HeaderValue> {
+pub(crate) fn claim_header_value(v: &Value) -> Option<http::HeaderValue> {
     if v.is_null() {
         return None;
     }

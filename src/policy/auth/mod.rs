@@ -8,10 +8,10 @@
 //! API key), and a missing credential otherwise. Scopes are checked on the
 //! authenticated JWT: a valid token without them is 403, not 401.
 
-pub mod apikey;
-pub mod jwks;
-pub mod jwt;
-pub mod token_cache;
+pub(crate) mod apikey;
+pub(crate) mod jwks;
+pub(crate) mod jwt;
+pub(crate) mod token_cache;
 
 use crate::config::{AuthConfig, RouteAuthConfig};
 use apikey::{ApiKeyError, ApiKeyProvider};
@@ -313,7 +313,7 @@ impl RouteAuth {
 
 /// Every header name any provider sets from identity; these are removed
 /// from all client requests.
-pub fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> Vec<HeaderName> {
+pub(crate) fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> Vec<HeaderName> {
     let mut out: Vec<HeaderName> = Vec::new();
     for p in providers.values() {
         let names: Vec<&HeaderName> = match &p.kind {

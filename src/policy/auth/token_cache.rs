@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SHARDS: usize = 16;
 
-pub type Claims = Arc<Map<String, Value>>;
+pub(crate) type Claims = Arc<Map<String, Value>>;
 
 struct Entry {
     token: Box<str>,
@@ -23,7 +23,7 @@ struct Entry {
     until: Instant,
 }
 
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     shards: Vec<Mutex<HashMap<u64, Entry>>>,
     per_shard: usize,
     ttl: Duration,
@@ -32,7 +32,7 @@ pub struct TokenCache {
 
 impl TokenCache {
     /// `None` when `entries` is 0 (cache disabled).
-    pub fn new(entries: usize, ttl: Duration) -> Option<TokenCache> {
+    pub(crate) fn new(entries: usize, ttl: Duration) -> Option<TokenCache> {
         (entries > 0 && !ttl.is_zero()).then(|| TokenCache {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: entries.div_ceil(SHARDS),
@@ -45,7 +45,7 @@ impl TokenCache {
         &self.shards[(h as usize) % SHARDS]
     }
 
-    pub fn get(&self, token: &str) -> Option<Claims> {
+    pub(crate) fn get(&self, token: &str) -> Option<Claims> {
         let h = self.hasher.hash_one(token);
         let shard = self.shard(h).lock().unwrap_or_else(|p| p.into_inner());
         let e = shard.get(&h)?;
@@ -53,7 +53,7 @@ impl TokenCache {
     }
 
     /// Remembers a verified token until `exp + leeway` or the TTL.
-    pub fn put(&self, token: &str, claims: Claims, leeway: Duration) {
+    pub(crate) fn put(&self, token: &str, claims: Claims, leeway: Duration) {
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -83,16 +83,15 @@ impl TokenCache {
             },
         );
     }
+}
 
-    pub fn len(&self) -> usize {
+#[cfg(test)]
+impl TokenCache {
+    fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
             .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

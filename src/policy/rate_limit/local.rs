@@ -14,13 +14,13 @@ use std::time::Duration;
 const HASHES: usize = 4;
 const SLOTS: usize = 8192;
 
-pub struct LocalCounter {
+pub(crate) struct LocalCounter {
     rate: Rate,
     per: Duration,
 }
 
 impl LocalCounter {
-    pub fn new(per: Duration) -> LocalCounter {
+    pub(crate) fn new(per: Duration) -> LocalCounter {
         LocalCounter {
             rate: Rate::new_with_estimator_config(per, HASHES, SLOTS),
             per,
@@ -28,7 +28,7 @@ impl LocalCounter {
     }
 
     /// Counts one request for `key`: (requests in this window, time left).
-    pub fn observe(&self, key: &str) -> (u64, Duration) {
+    pub(crate) fn observe(&self, key: &str) -> (u64, Duration) {
         let count = self.rate.observe(&key, 1).max(0) as u64;
         let fraction = self
             .rate

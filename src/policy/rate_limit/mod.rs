@@ -7,8 +7,8 @@
 //! and the limit reported in the headers (the most restrictive: a refusing
 //! limit with the longest wait, else the one with the fewest requests left).
 
-pub mod local;
-pub mod redis;
+pub(crate) mod local;
+pub(crate) mod redis;
 
 use crate::config::{LimitBackend, LimitKey, RateLimitConfig};
 use std::sync::Arc;
@@ -99,7 +99,7 @@ pub enum Verdict {
 }
 
 /// Picks the verdict from the limits that could be checked.
-pub fn decide(states: Vec<LimitState>, unavailable: bool) -> Verdict {
+pub(crate) fn decide(states: Vec<LimitState>, unavailable: bool) -> Verdict {
     let over: Vec<Arc<str>> = states
         .iter()
         .filter(|s| s.exceeded)

@@ -81,14 +81,14 @@ impl RedisStore {
     }
 }
 
-pub struct RedisCounter {
+pub(crate) struct RedisCounter {
     pub store: Arc<RedisStore>,
     prefix: String,
     per_ms: u64,
 }
 
 impl RedisCounter {
-    pub fn new(store: Arc<RedisStore>, limit: &str, per: Duration) -> RedisCounter {
+    pub(crate) fn new(store: Arc<RedisStore>, limit: &str, per: Duration) -> RedisCounter {
         let per_ms = per.as_millis() as u64;
         RedisCounter {
             store,
@@ -98,7 +98,7 @@ impl RedisCounter {
     }
 
     /// Counts one request: (requests in this window, time left), or why not.
-    pub async fn observe(&self, key: &str) -> Result<(u64, Duration), String> {
+    pub(crate) async fn observe(&self, key: &str) -> Result<(u64, Duration), String> {
         let digest = Sha256::digest(key.as_bytes());
         let rkey = format!("{}{}", self.prefix, hex::encode(&digest[..16]));
         let mut conn = self.store.connection()?;
