@@ -207,7 +207,6 @@ pub(crate) fn run() -> i32 {
     0
 }
 
-/// The requests the banner suggests: (method, path, what it shows).
 /// Which token a suggested command sends.
 #[derive(Clone, Copy)]
 pub(crate) enum DemoToken {

@@ -140,7 +140,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Drops `key` from the path index.
+    /// Called when an entry leaves the store (eviction, purge), so that a
+    /// purge by path never finds a stale key.
     fn unindex(&self, key: &HashBinary, entry: &Entry) {
         if let Some(tag) = &entry.tag {
             let mut idx = self.by_path.lock().unwrap_or_else(|p| p.into_inner());

@@ -29,125 +29,141 @@ pub fn substitute(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<EnvError>> {
-    let mut out = String::with_capacity(text.len());
-    let mut errors = Vec::new();
-    let mut ctx = Ctx::Plain;
+    let mut s = Scanner {
+        lookup,
+        out: String::with_capacity(text.len()),
+        errors: Vec::new(),
+        ctx: Ctx::Plain,
+    };
     for (lineno, line) in text.split_inclusive('\n').enumerate() {
+        s.line(lineno + 1, line);
+    }
+    if s.errors.is_empty() {
+        Ok(s.out)
+    } else {
+        Err(s.errors)
+    }
+}
+
+/// The substitution state carried from line to line (a quoted scalar may
+/// span lines).
+struct Scanner<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    out: String,
+    errors: Vec<EnvError>,
+    ctx: Ctx,
+}
+
+impl Scanner<'_> {
+    fn line(&mut self, lineno: usize, line: &str) {
         let chars: Vec<char> = line.chars().collect();
         let mut i = 0;
         // A scalar can start at the beginning of a line (after indentation).
-        let mut at_start = ctx == Ctx::Plain;
+        let mut at_start = self.ctx == Ctx::Plain;
         while i < chars.len() {
-            let c = chars[i];
             let next = chars.get(i + 1).copied();
-            if c == '$' && next == Some('$') && chars.get(i + 2) == Some(&'{') {
-                out.push_str("${");
+            if chars[i] == '$' && next == Some('$') && chars.get(i + 2) == Some(&'{') {
+                self.out.push_str("${");
                 i += 3;
                 at_start = false;
-                continue;
-            }
-            if c == '$' && next == Some('{') {
-                let col = i + 1;
-                match parse_ref(&chars[i..]) {
-                    Err(msg) => {
-                        errors.push(EnvError {
-                            line: lineno + 1,
-                            column: col,
-                            message: msg,
-                        });
-                        out.push(c);
-                        i += 1;
-                    }
-                    // Header-template variables are gatehouse's, not the environment's.
-                    Ok((name, None, len)) if is_template_var(&name) => {
-                        out.extend(&chars[i..i + len]);
-                        i += len;
-                        at_start = false;
-                    }
-                    Ok((name, default, len)) => {
-                        let value = match (lookup(&name), default) {
-                            (Some(v), _) if !v.is_empty() => Some(v),
-                            (_, Some(d)) => Some(d),
-                            (Some(v), None) => Some(v),
-                            (None, None) => None,
-                        };
-                        let Some(value) = value else {
-                            errors.push(EnvError {
-                                line: lineno + 1,
-                                column: col,
-                                message: format!(
-                                    "environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)"
-                                ),
-                            });
-                            i += len;
-                            continue;
-                        };
-                        let rest = &chars[i + len..];
-                        match insert(&value, ctx, at_start && plain_scalar_ends(rest)) {
-                            Ok(s) => out.push_str(&s),
-                            Err(msg) => errors.push(EnvError {
-                                line: lineno + 1,
-                                column: col,
-                                message: format!("value of `{name}` {msg}"),
-                            }),
-                        }
-                        i += len;
-                        at_start = false;
-                    }
-                }
-                continue;
-            }
-            match ctx {
-                Ctx::Double => {
-                    out.push(c);
-                    if c == '\\' {
-                        if let Some(n) = next {
-                            out.push(n);
-                            i += 1;
-                        }
-                    } else if c == '"' {
-                        ctx = Ctx::Plain;
-                    }
-                }
-                Ctx::Single => {
-                    out.push(c);
-                    if c == '\'' {
-                        if next == Some('\'') {
-                            out.push('\'');
-                            i += 1;
-                        } else {
-                            ctx = Ctx::Plain;
-                        }
-                    }
-                }
-                Ctx::Plain => {
-                    let prev_space = i == 0 || chars[i - 1].is_whitespace();
-                    if c == '#' && prev_space {
-                        // Comment: copy the rest of the line untouched.
-                        out.extend(&chars[i..]);
-                        break;
-                    }
-                    out.push(c);
-                    if c.is_whitespace() {
-                        // whitespace keeps the scalar-start state
-                    } else if (c == '"' || c == '\'') && at_start {
-                        ctx = if c == '"' { Ctx::Double } else { Ctx::Single };
-                        at_start = false;
-                    } else {
-                        // After `: `, `- `, `? ` or a flow indicator a new scalar may start.
-                        at_start = (matches!(c, ':' | '-' | '?')
-                            && next.is_none_or(|n| n.is_whitespace()))
-                            || matches!(c, '[' | '{' | ',');
-                    }
+            } else if chars[i] == '$' && next == Some('{') {
+                i += self.reference(&chars, i, lineno, &mut at_start);
+            } else {
+                match self.copy(&chars, i, &mut at_start) {
+                    Some(n) => i += n,
+                    None => break,
                 }
             }
-            i += 1;
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+
+    fn error(&mut self, line: usize, column: usize, message: String) {
+        self.errors.push(EnvError {
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// A `${` at `chars[i]`: substitutes it (or records why not) and
+    /// returns how many characters it took.
+    fn reference(&mut self, chars: &[char], i: usize, lineno: usize, at_start: &mut bool) -> usize {
+        let col = i + 1;
+        let (name, default, len) = match parse_ref(&chars[i..]) {
+            Err(msg) => {
+                self.error(lineno, col, msg);
+                self.out.push('$');
+                return 1;
+            }
+            Ok(parsed) => parsed,
+        };
+        // Header-template variables are gatehouse's, not the environment's.
+        if default.is_none() && is_template_var(&name) {
+            self.out.extend(&chars[i..i + len]);
+            *at_start = false;
+            return len;
+        }
+        let value = match ((self.lookup)(&name), default) {
+            (Some(v), _) if !v.is_empty() => v,
+            (_, Some(d)) => d,
+            (Some(v), None) => v,
+            (None, None) => {
+                let msg = format!(
+                    "environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)"
+                );
+                self.error(lineno, col, msg);
+                return len;
+            }
+        };
+        let whole_scalar = *at_start && plain_scalar_ends(&chars[i + len..]);
+        match insert(&value, self.ctx, whole_scalar) {
+            Ok(s) => self.out.push_str(&s),
+            Err(msg) => self.error(lineno, col, format!("value of `{name}` {msg}")),
+        }
+        *at_start = false;
+        len
+    }
+
+    /// Copies `chars[i]` (and an escaped partner), tracking the scalar
+    /// context; `None` when the rest of the line was a comment.
+    fn copy(&mut self, chars: &[char], i: usize, at_start: &mut bool) -> Option<usize> {
+        let (c, next) = (chars[i], chars.get(i + 1).copied());
+        self.out.push(c);
+        match self.ctx {
+            Ctx::Double if c == '\\' => {
+                if let Some(n) = next {
+                    self.out.push(n);
+                    return Some(2);
+                }
+            }
+            Ctx::Double if c == '"' => self.ctx = Ctx::Plain,
+            Ctx::Single if c == '\'' && next == Some('\'') => {
+                self.out.push('\'');
+                return Some(2);
+            }
+            Ctx::Single if c == '\'' => self.ctx = Ctx::Plain,
+            Ctx::Double | Ctx::Single => {}
+            Ctx::Plain => {
+                let prev_space = i == 0 || chars[i - 1].is_whitespace();
+                if c == '#' && prev_space {
+                    // Comment: copy the rest of the line untouched.
+                    self.out.extend(&chars[i + 1..]);
+                    return None;
+                }
+                if c.is_whitespace() {
+                    // whitespace keeps the scalar-start state
+                } else if (c == '"' || c == '\'') && *at_start {
+                    self.ctx = if c == '"' { Ctx::Double } else { Ctx::Single };
+                    *at_start = false;
+                } else {
+                    // After `: `, `- `, `? ` or a flow indicator a new scalar may start.
+                    *at_start = (matches!(c, ':' | '-' | '?')
+                        && next.is_none_or(|n| n.is_whitespace()))
+                        || matches!(c, '[' | '{' | ',');
+                }
+            }
+        }
+        Some(1)
     }
 }
 

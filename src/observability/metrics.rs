@@ -10,23 +10,90 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// A metric family: name, help, label names.
+type Spec = (&'static str, &'static str, &'static [&'static str]);
+
+const REQUESTS: Spec = (
+    "gatehouse_requests_total",
+    "Requests answered",
+    &["route", "method", "status"],
+);
+const REQUEST_DURATION: Spec = (
+    "gatehouse_request_duration_seconds",
+    "Time from request head to the end of the response",
+    &["route"],
+);
+const UPSTREAM_DURATION: Spec = (
+    "gatehouse_upstream_duration_seconds",
+    "Time from choosing a target to the end of the upstream response",
+    &["upstream"],
+);
+const UPSTREAM_REQUESTS: Spec = (
+    "gatehouse_upstream_requests_total",
+    "Requests sent upstream, by final target and status",
+    &["upstream", "target", "status"],
+);
+const UPSTREAM_HEALTHY: Spec = (
+    "gatehouse_upstream_healthy",
+    "1 if the target is in rotation, else 0",
+    &["upstream", "target"],
+);
+const AUTH_FAILURES: Spec = (
+    "gatehouse_auth_failures_total",
+    "Rejected credentials",
+    &["route", "reason"],
+);
+const RATE_LIMITED: Spec = (
+    "gatehouse_rate_limited_total",
+    "Requests over a rate limit",
+    &["route", "limit"],
+);
+const CACHE_LOOKUPS: Spec = (
+    "gatehouse_cache_lookups_total",
+    "Cache lookups by result",
+    &["route", "result"],
+);
+const CONFIG_RELOADS: Spec = (
+    "gatehouse_config_reloads_total",
+    "Config reloads by result",
+    &["result"],
+);
+const REDIS_ERRORS: Spec = (
+    "gatehouse_redis_errors_total",
+    "Failed or timed-out Redis calls",
+    &[],
+);
+const INFLIGHT: Spec = ("gatehouse_inflight_requests", "Requests in progress", &[]);
+const ACCESS_LOG_DROPPED: Spec = (
+    "gatehouse_access_log_dropped_total",
+    "Access-log lines dropped because the writer fell behind",
+    &[],
+);
+const BUILD_INFO: Spec = ("gatehouse_build_info", "Build information", &["version"]);
+const CACHE_BYTES: Spec = (
+    "gatehouse_cache_bytes",
+    "Bytes held by the response cache, fills in progress included",
+    &[],
+);
+const CACHE_ENTRIES: Spec = ("gatehouse_cache_entries", "Responses in the cache", &[]);
+
 /// Every metric family gatehouse registers (besides `process_*`).
 pub const FAMILIES: &[&str] = &[
-    "gatehouse_requests_total",
-    "gatehouse_request_duration_seconds",
-    "gatehouse_upstream_duration_seconds",
-    "gatehouse_upstream_requests_total",
-    "gatehouse_upstream_healthy",
-    "gatehouse_auth_failures_total",
-    "gatehouse_rate_limited_total",
-    "gatehouse_cache_lookups_total",
-    "gatehouse_config_reloads_total",
-    "gatehouse_redis_errors_total",
-    "gatehouse_inflight_requests",
-    "gatehouse_access_log_dropped_total",
-    "gatehouse_build_info",
-    "gatehouse_cache_bytes",
-    "gatehouse_cache_entries",
+    REQUESTS.0,
+    REQUEST_DURATION.0,
+    UPSTREAM_DURATION.0,
+    UPSTREAM_REQUESTS.0,
+    UPSTREAM_HEALTHY.0,
+    AUTH_FAILURES.0,
+    RATE_LIMITED.0,
+    CACHE_LOOKUPS.0,
+    CONFIG_RELOADS.0,
+    REDIS_ERRORS.0,
+    INFLIGHT.0,
+    ACCESS_LOG_DROPPED.0,
+    BUILD_INFO.0,
+    CACHE_BYTES.0,
+    CACHE_ENTRIES.0,
 ];
 
 /// 100 µs to 30 s.
@@ -78,20 +145,37 @@ pub struct RouteLabels<'a> {
     pub limits: &'a [&'a str],
 }
 
-fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+/// Registers `m` (names are constants, so neither step can fail).
+fn register<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
-        labels,
+fn counters(r: &Registry, (name, help, labels): Spec) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
     )
-    .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("unique metric");
-    h
+}
+
+fn histograms(r: &Registry, (name, help, labels): Spec) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
+}
+
+fn gauges(r: &Registry, (name, help, labels): Spec) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn counter(r: &Registry, (name, help, _): Spec) -> IntCounter {
+    register(r, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, (name, help, _): Spec) -> IntGauge {
+    register(r, IntGauge::new(name, help).expect("valid metric"))
 }
 
 impl Default for Metrics {
@@ -103,102 +187,29 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
-        };
-        let single = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
-        };
-        let upstream_healthy = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_upstream_healthy",
-                "1 if the target is in rotation, else 0",
-            ),
-            &["upstream", "target"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(upstream_healthy.clone()))
-            .expect("unique metric");
-        let build = IntGaugeVec::new(
-            Opts::new("gatehouse_build_info", "Build information"),
-            &["version"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(build.clone())).expect("unique metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        gauges(&r, BUILD_INFO)
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             let _ = r.register(Box::new(pc));
         }
         let m = Metrics {
-            requests: counter(
-                &r,
-                "gatehouse_requests_total",
-                "Requests answered",
-                &["route", "method", "status"],
-            ),
-            request_duration: histogram(
-                &r,
-                "gatehouse_request_duration_seconds",
-                "Time from request head to the end of the response",
-                &["route"],
-            ),
-            upstream_duration: histogram(
-                &r,
-                "gatehouse_upstream_duration_seconds",
-                "Time from choosing a target to the end of the upstream response",
-                &["upstream"],
-            ),
-            upstream_requests: counter(
-                &r,
-                "gatehouse_upstream_requests_total",
-                "Requests sent upstream, by final target and status",
-                &["upstream", "target", "status"],
-            ),
-            upstream_healthy,
-            auth_failures: counter(
-                &r,
-                "gatehouse_auth_failures_total",
-                "Rejected credentials",
-                &["route", "reason"],
-            ),
-            rate_limited: counter(
-                &r,
-                "gatehouse_rate_limited_total",
-                "Requests over a rate limit",
-                &["route", "limit"],
-            ),
-            cache_lookups: counter(
-                &r,
-                "gatehouse_cache_lookups_total",
-                "Cache lookups by result",
-                &["route", "result"],
-            ),
-            config_reloads: counter(
-                &r,
-                "gatehouse_config_reloads_total",
-                "Config reloads by result",
-                &["result"],
-            ),
-            redis_errors: single(
-                "gatehouse_redis_errors_total",
-                "Failed or timed-out Redis calls",
-            ),
-            inflight: gauge("gatehouse_inflight_requests", "Requests in progress"),
-            access_log_dropped: single(
-                "gatehouse_access_log_dropped_total",
-                "Access-log lines dropped because the writer fell behind",
-            ),
-            cache_bytes: gauge(
-                "gatehouse_cache_bytes",
-                "Bytes held by the response cache, fills in progress included",
-            ),
-            cache_entries: gauge("gatehouse_cache_entries", "Responses in the cache"),
+            requests: counters(&r, REQUESTS),
+            request_duration: histograms(&r, REQUEST_DURATION),
+            upstream_duration: histograms(&r, UPSTREAM_DURATION),
+            upstream_requests: counters(&r, UPSTREAM_REQUESTS),
+            upstream_healthy: gauges(&r, UPSTREAM_HEALTHY),
+            auth_failures: counters(&r, AUTH_FAILURES),
+            rate_limited: counters(&r, RATE_LIMITED),
+            cache_lookups: counters(&r, CACHE_LOOKUPS),
+            config_reloads: counters(&r, CONFIG_RELOADS),
+            redis_errors: counter(&r, REDIS_ERRORS),
+            inflight: gauge(&r, INFLIGHT),
+            access_log_dropped: counter(&r, ACCESS_LOG_DROPPED),
+            cache_bytes: gauge(&r, CACHE_BYTES),
+            cache_entries: gauge(&r, CACHE_ENTRIES),
             statuses: (0..600).map(|s: u16| s.to_string()).collect(),
             registry: r,
         };

@@ -16,7 +16,9 @@ fn framing_error() -> GatewayError {
     GatewayError::BadRequest("The request's message framing is ambiguous or invalid.")
 }
 
-/// Checks the raw HTTP/1 head.
+/// Refuses ambiguous framing in the raw HTTP/1 head (bare LF, obs-fold,
+/// CL with TE, duplicate CL, obfuscated TE, TE on HTTP/1.0): request
+/// smuggling needs two parsers to disagree, so gatehouse refuses to guess.
 pub(super) fn check_raw_head(raw: &[u8], http10: bool) -> Result<(), GatewayError> {
     let mut te = 0usize;
     let mut cl: Option<&[u8]> = None;

@@ -68,7 +68,8 @@ impl JwksSource {
         self.keys.load_full()
     }
 
-    /// Fetch attempts so far.
+    /// Fetch attempts so far, failed ones included (the refetch limit is
+    /// tested by it).
     pub fn fetch_count(&self) -> usize {
         self.fetches.load(Ordering::Relaxed)
     }
