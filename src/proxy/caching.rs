@@ -7,7 +7,7 @@
 //! a request but that are not in the key are removed, while
 //! `X-Forwarded-Host`/`-Proto` are always set from keyed values.
 
-use super::pipeline::From;
+use super::pipeline::Source;
 use crate::cache::store::PurgeTag;
 use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
@@ -185,10 +185,10 @@ pub(super) fn decorate(
     session: &Session,
     resp: &mut ResponseHeader,
     cache: &mut CacheCtx,
-    from: &From,
+    source: &Source,
 ) -> pingora::Result<()> {
-    let outcome = match from {
-        From::Upstream => observed(session, resp.status.as_u16(), cache),
+    let outcome = match source {
+        Source::Upstream => observed(session, resp.status.as_u16(), cache),
         _ => cache.outcome.unwrap_or(Outcome::Miss {
             stored: false,
             collapsed: false,

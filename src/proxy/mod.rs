@@ -43,7 +43,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
-use pipeline::{Answer, From};
+use pipeline::{Answer, Source};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ fn stop(ctx: &mut RequestCtx, err: GatewayError, why: &'static str) -> Box<Error
 async fn respond(session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) -> Result<()> {
     let body = err.problem().body(&ctx.request_id);
     let mut resp = err.response_header(body.len())?;
-    pipeline::response(session, &mut resp, ctx, From::Gateway)?;
+    pipeline::response(session, &mut resp, ctx, Source::Gateway)?;
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)
@@ -137,7 +137,7 @@ impl ProxyHttp for Gateway {
         match pipeline::request(&self.state, session, ctx).await {
             Ok(Answer::Continue) => Ok(false),
             Ok(Answer::Respond(mut resp)) => {
-                pipeline::response(session, &mut resp, ctx, From::Preflight)?;
+                pipeline::response(session, &mut resp, ctx, Source::Preflight)?;
                 session.write_response_header(resp, true).await?;
                 Ok(true)
             }
@@ -290,7 +290,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        pipeline::response(session, resp, ctx, From::Upstream)
+        pipeline::response(session, resp, ctx, Source::Upstream)
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

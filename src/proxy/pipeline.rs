@@ -22,7 +22,7 @@ pub(super) enum Answer {
 }
 
 /// Where a response comes from, for [`response`].
-pub(super) enum From {
+pub(super) enum Source {
     /// Proxied, or served from the cache.
     Upstream,
     /// gatehouse's answer to a CORS preflight.
@@ -100,7 +100,7 @@ pub(super) fn response(
     session: &Session,
     resp: &mut ResponseHeader,
     cx: &mut RequestCtx,
-    from: From,
+    source: Source,
 ) -> pingora::Result<()> {
     // 1. The request id.
     if !cx.request_id.is_empty() {
@@ -108,7 +108,7 @@ pub(super) fn response(
     }
     // 2. Cache-Status, on cached routes.
     if let Some(cache) = &mut cx.cache {
-        caching::decorate(session, resp, cache, &from)?;
+        caching::decorate(session, resp, cache, &source)?;
     }
     // 3. The reported rate limit (a 401 on a limited route shows it too).
     if let Some(limit) = &cx.limit {
@@ -119,21 +119,21 @@ pub(super) fn response(
     };
     // 4. The route's response transforms: proxied responses only; the
     //    gateway's own answers are not transformed.
-    if let From::Upstream = from {
+    if let Source::Upstream = source {
         headers::apply_response(&route.response_headers, resp, &vars)?;
     }
     // 5. CORS: a browser can only read an answer (an error too) that the
     //    route allows; `Vary: Origin` keeps caches from mixing origins.
     if let Some(cfg) = &route.cors {
         let origin = cors::origin(&session.req_header().headers);
-        let set = match from {
-            From::Preflight => cors::preflight_headers(cfg, origin.unwrap_or("")),
+        let set = match source {
+            Source::Preflight => cors::preflight_headers(cfg, origin.unwrap_or("")),
             _ => cors::response_headers(cfg, origin),
         };
         for (name, value) in set {
             resp.insert_header(name, value)?;
         }
-        if !matches!(from, From::Preflight) {
+        if !matches!(source, Source::Preflight) {
             resp.append_header(http::header::VARY, "Origin")?;
         }
     }
