@@ -53,17 +53,10 @@ pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
     }
 }
 
-/// True when the client connection is TLS.
-pub(crate) fn is_tls(session: &Session) -> bool {
-    session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some()
-}
-
-/// `https` or `http`, by [`is_tls`].
+/// `https` when the client connection is TLS, else `http`.
 pub(crate) fn scheme(session: &Session) -> &'static str {
-    if is_tls(session) {
+    let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
+    if tls.is_some() {
         "https"
     } else {
         "http"

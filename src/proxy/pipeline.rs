@@ -46,11 +46,11 @@ pub(super) async fn request(
     let preflight = cors::preflight_method(&req.method, &req.headers);
     let matched = route::route_request(snap, req, preflight.as_ref().unwrap_or(&req.method))?;
     let route = &snap.routes[matched.route];
+    cx.matched = Some(matched);
     session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
     // 3. CORS preflight: answered here (204, or 403 for an origin the
     //    route does not allow), never proxied, no credentials needed.
     if let (Some(_), Some(cfg)) = (&preflight, &route.cors) {
-        cx.matched = Some(matched);
         if !cors::allowed(
             cfg,
             cors::origin(&session.req_header().headers).unwrap_or(""),
@@ -63,12 +63,8 @@ pub(super) async fn request(
     }
     // 4. Cache preparation on cached routes: unkeyed override headers go,
     //    the request is tagged for its key and for invalidation.
-    cx.cache = caching::prepare(
-        session.req_header_mut(),
-        matched.normalized.as_deref(),
-        route,
-    );
-    cx.matched = Some(matched);
+    let normalized = cx.matched.as_ref().and_then(|m| m.normalized.as_deref());
+    cx.cache = caching::prepare(session.req_header_mut(), normalized, route);
     // Steps 5 and 6 are awaited only on routes that have them: an async
     // call builds and drops a future even when it has nothing to do.
     // 5. Authentication. Its refusal waits for step 6.

@@ -93,7 +93,6 @@ pub(super) fn peer(session: &Session, cx: &mut RequestCtx) -> Result<Box<HttpPee
     up.count += 1;
     up.target = Some(addr);
     up.start.get_or_insert_with(Instant::now);
-    up.guard = None;
     up.guard = guard;
     Ok(Box::new(peer))
 }

@@ -48,7 +48,7 @@ impl SnapshotHandle {
     ) -> Result<SnapshotHandle, BuildError> {
         let bcx = BuildCtx {
             spawner: &spawner,
-            metrics: config.admin.is_some().then_some(metrics),
+            metrics,
         };
         let snap = Snapshot::build(config, 1, None, &bcx)?;
         Ok(SnapshotHandle {
@@ -70,7 +70,7 @@ impl SnapshotHandle {
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let bcx = BuildCtx {
             spawner: &self.spawner,
-            metrics: config.admin.is_some().then_some(metrics),
+            metrics,
         };
         let snap = Arc::new(Snapshot::build(config, generation, Some(&old), &bcx)?);
         self.generation.store(generation, Ordering::Relaxed);

@@ -55,9 +55,9 @@ pub struct Snapshot {
 pub(crate) struct BuildCtx<'a> {
     /// Starts health checks and JWKS refreshes for new parts.
     pub spawner: &'a Spawner,
-    /// Where per-route metric children are resolved; `None` without an
-    /// admin listener (nothing would read them).
-    pub metrics: Option<&'a Metrics>,
+    /// Where per-route metric children are resolved (only with an admin
+    /// listener: without one nothing would read them).
+    pub metrics: &'a Metrics,
 }
 
 /// Upstream pools; an unchanged one keeps its health state and checks.
@@ -202,10 +202,11 @@ impl Snapshot {
             providers: &providers,
             limits: &limits,
         };
+        let metrics = config.admin.is_some().then_some(bcx.metrics);
         let routes = config
             .routes
             .iter()
-            .map(|r| route(r, &config, &parts, bcx.metrics))
+            .map(|r| route(r, &config, &parts, metrics))
             .collect();
         Ok(Snapshot {
             generation,
