@@ -146,7 +146,6 @@ fn bookkeeping(c: &mut Criterion) {
     });
     let child = m.route(&gatehouse::bench::RouteLabels {
         route: "orders",
-        upstream: "orders",
         auth_reasons: &[],
         cache_results: &[],
         limits: &[],

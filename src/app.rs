@@ -105,6 +105,7 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
 
     let gateway = Gateway {
         state: state.clone(),
+        mirrors: Arc::new(crate::proxy::mirror::Mirrors::new()),
     };
     let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();

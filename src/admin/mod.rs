@@ -161,17 +161,34 @@ impl Endpoint {
 impl AdminApp {
     fn upstreams(&self) -> serde_json::Value {
         let snap = self.state.snapshots.load();
+        let target = |t: &crate::upstream::TargetStatus| {
+            json!({
+                "addr": t.addr.to_string(),
+                "weight": t.weight,
+                "healthy": t.healthy,
+                "inflight": t.inflight,
+                "ejected_until": t.ejected_until.map(crate::observability::time::rfc3339_millis),
+            })
+        };
         let mut out = serde_json::Map::new();
         for (name, pool) in &snap.upstreams {
-            let targets: Vec<_> = pool
-                .targets()
-                .iter()
-                .map(|t| json!({"addr": t.addr.to_string(), "weight": t.weight, "healthy": t.healthy, "inflight": t.inflight}))
-                .collect();
-            out.insert(
-                name.clone(),
-                json!({"health_checked": pool.has_health_check(), "ready": pool.is_ready(), "targets": targets}),
-            );
+            let reason = pool.unready_reason();
+            let mut v = json!({
+                "health_checked": pool.has_health_check(),
+                "ready": reason.is_none(),
+                "targets": pool.targets().iter().map(target).collect::<Vec<_>>(),
+            });
+            let draining = pool.draining();
+            if !draining.is_empty() {
+                v["draining"] = draining.iter().map(target).collect();
+            }
+            if let Some(dns) = pool.dns_status() {
+                v["dns"] = dns;
+            }
+            if let Some(r) = reason {
+                v["reason"] = r.into();
+            }
+            out.insert(name.clone(), v);
         }
         serde_json::Value::Object(out)
     }
@@ -215,11 +232,11 @@ impl AdminApp {
 
     fn ready(&self) -> Response<Vec<u8>> {
         let snap = self.state.snapshots.load();
-        match snap.unready_upstream() {
+        match snap.unready_reason() {
             None => json_response(StatusCode::OK, json!({"status": "ready"})),
-            Some(name) => json_response(
+            Some(reason) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "not ready", "reason": format!("upstream `{name}` has no healthy target")}),
+                json!({"status": "not ready", "reason": reason}),
             ),
         }
     }
@@ -234,7 +251,7 @@ impl AdminApp {
             for t in pool.targets() {
                 m.upstream_healthy
                     .with_label_values(&[&*pool.name, &t.addr.to_string()])
-                    .set(t.healthy as i64);
+                    .set((t.healthy && t.ejected_until.is_none()) as i64);
             }
         }
         let store = self.state.cache.store;

@@ -160,6 +160,7 @@ pub(super) struct ServerFile {
     pub header_timeout: Option<Text>,
     pub max_uri_bytes: Option<Text>,
     pub upstream_ca: Option<String>,
+    pub resolver: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +221,21 @@ pub(super) struct UpstreamFile {
     pub tls_verify: Option<bool>,
     pub sni: Option<String>,
     pub host: Option<String>,
+    pub srv: Option<String>,
+    pub resolve: Option<Text>,
+    pub retry_on: Option<Vec<Text>>,
+    pub retry_methods: Option<String>,
+    pub retry_budget: Option<Text>,
+    pub max_inflight: Option<usize>,
+    pub passive_health: Option<PassiveHealthFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct PassiveHealthFile {
+    pub consecutive_failures: Option<u32>,
+    pub eject_for: Option<Text>,
+    pub max_ejected: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,7 +264,14 @@ pub(super) struct RouteFile {
     pub name: String,
     #[serde(rename = "match", default)]
     pub matcher: MatchFile,
-    pub upstream: String,
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub split: Option<Vec<SplitFile>>,
+    #[serde(default)]
+    pub split_key: Option<String>,
+    #[serde(default)]
+    pub mirror: Option<MirrorFile>,
     #[serde(default)]
     pub strip_prefix: Option<String>,
     #[serde(default)]
@@ -269,6 +292,21 @@ pub(super) struct RouteFile {
     pub cors: Option<CorsFile>,
     #[serde(default)]
     pub websocket: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SplitFile {
+    pub upstream: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MirrorFile {
+    pub upstream: String,
+    #[serde(default)]
+    pub percent: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

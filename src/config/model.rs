@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// PEM bundle trusted for upstream TLS instead of the system roots.
     pub upstream_ca: Option<String>,
+    /// DNS servers for upstream host names; empty: `/etc/resolv.conf`.
+    pub resolver: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +158,8 @@ pub enum Balance {
     RoundRobin,
     Random,
     ConsistentHash,
+    /// Fewest requests in flight (per weight) of two random choices.
+    LeastRequest,
 }
 
 /// What `consistent_hash` hashes on.
@@ -168,10 +172,78 @@ pub enum HashKey {
     Claim(String),
 }
 
+/// A target as written: an address, or a host name resolved in the
+/// background (`upstream::discovery`), never while loading the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetAddr {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl TargetAddr {
+    /// As written: `10.0.0.7:8080`, `[::1]:80` or `users.internal:8080`.
+    pub fn text(&self) -> String {
+        match self {
+            TargetAddr::Ip(a) => a.to_string(),
+            TargetAddr::Name { host, port } => format!("{host}:{port}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetConfig {
-    pub addr: SocketAddr,
+    pub addr: TargetAddr,
     pub weight: usize,
+}
+
+/// Why a failed attempt may be retried (`retry_on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    Connect,
+    Reset,
+    Timeout,
+    Status(u16),
+}
+
+impl RetryReason {
+    /// The `reason` label of `gatehouse_upstream_retries_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RetryReason::Connect => "connect",
+            RetryReason::Reset => "reset",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Status(502) => "502",
+            RetryReason::Status(503) => "503",
+            RetryReason::Status(504) => "504",
+            RetryReason::Status(_) => "status",
+        }
+    }
+
+    /// Every reason `retry_on` accepts, in label order.
+    pub const ALL: [RetryReason; 6] = [
+        RetryReason::Connect,
+        RetryReason::Reset,
+        RetryReason::Timeout,
+        RetryReason::Status(502),
+        RetryReason::Status(503),
+        RetryReason::Status(504),
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMethods {
+    /// GET HEAD OPTIONS PUT DELETE (and TRACE).
+    Idempotent,
+    All,
+}
+
+/// `passive_health`: eject targets on live traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassiveHealthConfig {
+    pub consecutive_failures: u32,
+    pub eject_for: Duration,
+    /// Share of the targets (0..=1) that may be ejected at once.
+    pub max_ejected: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +278,27 @@ pub struct UpstreamConfig {
     pub sni: String,
     /// `Host` sent upstream instead of the client's.
     pub host: Option<String>,
+    /// Targets from SRV records of this name (instead of `targets`).
+    pub srv: Option<String>,
+    /// How often host names are re-resolved; `None`: at load and reload.
+    pub resolve: Option<Duration>,
+    pub retry_on: Vec<RetryReason>,
+    pub retry_methods: RetryMethods,
+    /// Share (0..=1) of requests that retries may add, over 10 s.
+    pub retry_budget: f64,
+    pub max_inflight: Option<usize>,
+    pub passive_health: Option<PassiveHealthConfig>,
+}
+
+impl UpstreamConfig {
+    /// True when targets come from DNS (host names or SRV).
+    pub fn uses_dns(&self) -> bool {
+        self.srv.is_some()
+            || self
+                .targets
+                .iter()
+                .any(|t| matches!(t.addr, TargetAddr::Name { .. }))
+    }
 }
 
 /// Host condition of a route: exact (`api.example.com`) or `*.example.com`
@@ -231,7 +324,11 @@ pub struct MatchConfig {
 pub struct RouteConfig {
     pub name: String,
     pub matcher: MatchConfig,
-    pub upstream: String,
+    /// The upstream, or the weighted `split` between several.
+    pub upstream: RouteUpstream,
+    /// What keeps a client on one side of a split (`split_key`).
+    pub split_key: Option<HashKey>,
+    pub mirror: Option<MirrorConfig>,
     pub strip_prefix: Option<String>,
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
@@ -246,6 +343,32 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// Proxy `Upgrade: websocket` handshakes (off: the upgrade is refused).
     pub websocket: bool,
+}
+
+/// Where a route sends its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteUpstream {
+    One(String),
+    /// `(upstream, weight)`; weights are relative, at least one non-zero.
+    Split(Vec<(String, u32)>),
+}
+
+impl RouteUpstream {
+    /// Every upstream named, in order, with its weight (1 for `One`).
+    pub fn entries(&self) -> Vec<(&str, u32)> {
+        match self {
+            RouteUpstream::One(n) => vec![(n.as_str(), 1)],
+            RouteUpstream::Split(v) => v.iter().map(|(n, w)| (n.as_str(), *w)).collect(),
+        }
+    }
+}
+
+/// `mirror`: a copy of a share of the requests, answer discarded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorConfig {
+    pub upstream: String,
+    /// 0..=100.
+    pub percent: f64,
 }
 
 pub use jsonwebtoken::Algorithm;
@@ -427,6 +550,7 @@ impl Choice for Balance {
         ("round_robin", Balance::RoundRobin),
         ("random", Balance::Random),
         ("consistent_hash", Balance::ConsistentHash),
+        ("least_request", Balance::LeastRequest),
     ];
 }
 
@@ -445,4 +569,11 @@ impl Choice for LimitBackend {
 impl Choice for RedisOnError {
     const ALL: &'static [(&'static str, Self)] =
         &[("allow", RedisOnError::Allow), ("deny", RedisOnError::Deny)];
+}
+
+impl Choice for RetryMethods {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("idempotent", RetryMethods::Idempotent),
+        ("all", RetryMethods::All),
+    ];
 }

@@ -14,11 +14,35 @@ fn secret(v: &Option<String>) -> Value {
     }
 }
 
+fn hash_key(k: &HashKey) -> String {
+    match k {
+        HashKey::ClientIp => "client_ip".to_string(),
+        HashKey::Path => "path".to_string(),
+        HashKey::Header(h) => format!("header:{h}"),
+        HashKey::Claim(c) => format!("claim:{c}"),
+    }
+}
+
+fn percent(share: f64) -> String {
+    format!("{}%", share * 100.0)
+}
+
 fn upstream(u: &UpstreamConfig) -> Value {
     json!({
-        "targets": u.targets.iter().map(|t| json!({"addr": t.addr.to_string(), "weight": t.weight})).collect::<Vec<_>>(),
+        "targets": u.targets.iter().map(|t| json!({"addr": t.addr.text(), "weight": t.weight})).collect::<Vec<_>>(),
+        "srv": u.srv,
+        "resolve": u.resolve.map_or("once".to_string(), format_duration),
         "balance": u.balance.name(),
-        "hash_key": match &u.hash_key { HashKey::ClientIp => "client_ip".to_string(), HashKey::Path => "path".to_string(), HashKey::Header(h) => format!("header:{h}"), HashKey::Claim(c) => format!("claim:{c}") },
+        "hash_key": hash_key(&u.hash_key),
+        "retry_on": u.retry_on.iter().map(|r| r.label()).collect::<Vec<_>>(),
+        "retry_methods": u.retry_methods.name(),
+        "retry_budget": percent(u.retry_budget),
+        "max_inflight": u.max_inflight,
+        "passive_health": u.passive_health.as_ref().map(|p| json!({
+            "consecutive_failures": p.consecutive_failures,
+            "eject_for": format_duration(p.eject_for),
+            "max_ejected": percent(p.max_ejected),
+        })),
         "health_check": u.health_check.as_ref().map(|h| json!({
             "kind": h.kind.name(),
             "path": h.path,
@@ -116,7 +140,13 @@ fn route(r: &RouteConfig) -> Value {
             "host": m.host.as_ref().map(|h| match h { HostMatch::Exact(h) => h.clone(), HostMatch::Wildcard(h) => format!("*.{h}") }),
             "headers": m.headers.iter().map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or("")))).collect::<serde_json::Map<_, _>>(),
         },
-        "upstream": r.upstream,
+        "upstream": match &r.upstream { RouteUpstream::One(n) => Some(n), RouteUpstream::Split(_) => None },
+        "split": match &r.upstream {
+            RouteUpstream::Split(v) => Some(v.iter().map(|(n, w)| json!({"upstream": n, "weight": w})).collect::<Vec<_>>()),
+            RouteUpstream::One(_) => None,
+        },
+        "split_key": r.split_key.as_ref().map(hash_key),
+        "mirror": r.mirror.as_ref().map(|m| json!({"upstream": m.upstream, "percent": format!("{}%", m.percent)})),
         "strip_prefix": r.strip_prefix,
         "add_prefix": r.add_prefix,
         "timeout": r.timeout.map(format_duration),
@@ -153,6 +183,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "tls": s.tls.as_ref().map(|t| json!({"listen": t.listen.to_string(), "cert": t.cert, "key": t.key})),
             "h2c": s.h2c,
             "upstream_ca": s.upstream_ca,
+            "resolver": s.resolver.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "max_body": s.limits.max_body,
             "max_header_bytes": s.limits.max_header_bytes,
             "header_timeout": format_duration(s.limits.header_timeout),

@@ -75,6 +75,36 @@ const CACHE_BYTES: Spec = (
     "Bytes held by the response cache, fills in progress included",
     &[],
 );
+const DNS_FAILURES: Spec = (
+    "gatehouse_dns_failures_total",
+    "Failed or empty DNS answers for an upstream's names (the last good set stays)",
+    &["upstream"],
+);
+const EJECTIONS: Spec = (
+    "gatehouse_upstream_ejections_total",
+    "Targets ejected by passive health",
+    &["upstream"],
+);
+const RETRIES: Spec = (
+    "gatehouse_upstream_retries_total",
+    "Retries to an upstream, by the failure that caused them",
+    &["upstream", "reason"],
+);
+const BUDGET_EXHAUSTED: Spec = (
+    "gatehouse_upstream_retry_budget_exhausted_total",
+    "Retries refused because the retry budget was spent",
+    &["upstream"],
+);
+const OVERLOADED: Spec = (
+    "gatehouse_upstream_overloaded_total",
+    "Requests answered 503 because the upstream had max_inflight requests",
+    &["upstream"],
+);
+const MIRROR_DROPPED: Spec = (
+    "gatehouse_mirror_dropped_total",
+    "Mirrored copies dropped because 64 were already in flight",
+    &["upstream"],
+);
 const CACHE_ENTRIES: Spec = ("gatehouse_cache_entries", "Responses in the cache", &[]);
 
 /// Every metric family gatehouse registers (besides `process_*`).
@@ -94,6 +124,12 @@ pub const FAMILIES: &[&str] = &[
     BUILD_INFO.0,
     CACHE_BYTES.0,
     CACHE_ENTRIES.0,
+    DNS_FAILURES.0,
+    EJECTIONS.0,
+    RETRIES.0,
+    BUDGET_EXHAUSTED.0,
+    OVERLOADED.0,
+    MIRROR_DROPPED.0,
 ];
 
 /// 100 µs to 30 s.
@@ -118,7 +154,21 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
+    upstream_families: [IntCounterVec; 5],
+    retries: IntCounterVec,
     statuses: Vec<String>,
+}
+
+/// The counters of one upstream, resolved when its pool is built.
+pub struct UpstreamMetrics {
+    pub dns_failures: IntCounter,
+    pub ejections: IntCounter,
+    /// In the order of `retry_reasons` given to [`Metrics::upstream`].
+    pub retries: Box<[IntCounter]>,
+    pub budget_exhausted: IntCounter,
+    pub overloaded: IntCounter,
+    pub mirror_dropped: IntCounter,
+    pub duration: Histogram,
 }
 
 /// The children one route records into, resolved when its snapshot is
@@ -127,7 +177,6 @@ pub struct Metrics {
 /// visible at 0 before its first event.
 pub struct RouteMetrics {
     pub duration: Histogram,
-    pub upstream_duration: Histogram,
     /// By failure reason, in the order of the labels given (none without auth).
     pub auth: Box<[IntCounter]>,
     /// By cache result, in the order of the labels given (none when not cached).
@@ -139,7 +188,6 @@ pub struct RouteMetrics {
 /// What [`Metrics::route`] resolves for one route.
 pub struct RouteLabels<'a> {
     pub route: &'a str,
-    pub upstream: &'a str,
     pub auth_reasons: &'a [&'a str],
     pub cache_results: &'a [&'a str],
     pub limits: &'a [&'a str],
@@ -210,6 +258,15 @@ impl Metrics {
             access_log_dropped: counter(&r, ACCESS_LOG_DROPPED),
             cache_bytes: gauge(&r, CACHE_BYTES),
             cache_entries: gauge(&r, CACHE_ENTRIES),
+            upstream_families: [
+                DNS_FAILURES,
+                EJECTIONS,
+                BUDGET_EXHAUSTED,
+                OVERLOADED,
+                MIRROR_DROPPED,
+            ]
+            .map(|spec| counters(&r, spec)),
+            retries: counters(&r, RETRIES),
             statuses: (0..600).map(|s: u16| s.to_string()).collect(),
             registry: r,
         };
@@ -229,10 +286,27 @@ impl Metrics {
         };
         RouteMetrics {
             duration: self.request_duration.with_label_values(&[l.route]),
-            upstream_duration: self.upstream_duration.with_label_values(&[l.upstream]),
             auth: by(&self.auth_failures, l.auth_reasons),
             cache: by(&self.cache_lookups, l.cache_results),
             limited: by(&self.rate_limited, l.limits),
+        }
+    }
+
+    /// The counters of upstream `name` (every series visible at 0).
+    pub fn upstream(&self, name: &str, retry_reasons: &[&str]) -> UpstreamMetrics {
+        let [dns, eject, budget, over, mirror] = &self.upstream_families;
+        let one = |f: &IntCounterVec| f.with_label_values(&[name]);
+        UpstreamMetrics {
+            dns_failures: one(dns),
+            ejections: one(eject),
+            retries: retry_reasons
+                .iter()
+                .map(|r| self.retries.with_label_values(&[name, r]))
+                .collect(),
+            budget_exhausted: one(budget),
+            overloaded: one(over),
+            mirror_dropped: one(mirror),
+            duration: self.upstream_duration.with_label_values(&[name]),
         }
     }
 
@@ -287,6 +361,7 @@ mod tests {
         m.upstream_duration.with_label_values(&["u"]);
         m.upstream_requests.with_label_values(&["u", "t", "200"]);
         m.upstream_healthy.with_label_values(&["u", "t"]);
+        m.upstream("u", &["connect"]);
         let mut registered: Vec<String> = m
             .registry
             .gather()

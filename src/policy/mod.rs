@@ -7,3 +7,5 @@ pub(crate) mod cache;
 pub mod cors;
 pub mod headers;
 pub(crate) mod rate_limit;
+pub(crate) mod retry;
+pub(crate) mod split;

@@ -5,6 +5,7 @@
 use super::caching::CacheCtx;
 use super::errors::GatewayError;
 use super::forward::ClientAddr;
+use super::mirror::MirrorCtx;
 use super::route::Matched;
 use super::select::Attempts;
 use crate::policy::auth::Identity;
@@ -41,6 +42,8 @@ pub(crate) struct RequestCtx {
     pub cache: Option<CacheCtx>,
     /// Upstream target choice and attempts (`select.rs`).
     pub upstream: Attempts,
+    /// The copy of a mirrored request (`mirror.rs`).
+    pub mirror: Option<MirrorCtx>,
     /// Request body bytes received so far.
     pub body_bytes: u64,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
@@ -61,6 +64,7 @@ impl Default for RequestCtx {
             limit: None,
             cache: None,
             upstream: Attempts::default(),
+            mirror: None,
             body_bytes: 0,
             error: None,
             inflight: None,

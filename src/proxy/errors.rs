@@ -17,6 +17,8 @@ pub(crate) enum GatewayError {
     NotFound,
     MethodNotAllowed(Vec<Method>),
     NoHealthyUpstream,
+    /// The upstream has `max_inflight` requests in flight (503).
+    Overloaded,
     UpstreamTimeout,
     BadGateway,
     Internal,
@@ -54,7 +56,7 @@ impl GatewayError {
             MethodNotAllowed(_) => 405,
             Internal => 500,
             BadGateway => 502,
-            NoHealthyUpstream => 503,
+            NoHealthyUpstream | Overloaded => 503,
             UpstreamTimeout => 504,
         }
     }
@@ -68,6 +70,7 @@ impl GatewayError {
             NotFound => "no-route",
             MethodNotAllowed(_) => "method-not-allowed",
             NoHealthyUpstream => "no-healthy-upstream",
+            Overloaded => "upstream-overloaded",
             UpstreamTimeout => "upstream-timeout",
             BadGateway => "bad-gateway",
             Internal => "internal-error",
@@ -91,6 +94,9 @@ impl GatewayError {
             NotFound => "No route matches this request.".into(),
             MethodNotAllowed(_) => "The route does not allow this method.".into(),
             NoHealthyUpstream => "No healthy upstream target is available.".into(),
+            Overloaded => {
+                "The upstream has as many requests in flight as it accepts; retry shortly.".into()
+            }
             UpstreamTimeout => "The upstream did not respond in time.".into(),
             BadGateway => "The upstream connection failed.".into(),
             Internal => "The gateway failed to handle the request.".into(),
@@ -139,7 +145,9 @@ impl GatewayError {
             GatewayError::Auth(AuthDenied::Unavailable) => {
                 vec![(http::header::RETRY_AFTER, "5".into())]
             }
-            GatewayError::RateLimitUnavailable => vec![(http::header::RETRY_AFTER, "1".into())],
+            GatewayError::RateLimitUnavailable | GatewayError::Overloaded => {
+                vec![(http::header::RETRY_AFTER, "1".into())]
+            }
             _ => Vec::new(),
         }
     }

@@ -24,6 +24,7 @@ pub(crate) mod edge;
 pub(crate) mod errors;
 pub(crate) mod forward;
 mod limits;
+pub(crate) mod mirror;
 mod observe;
 mod pipeline;
 mod policies;
@@ -49,6 +50,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct Gateway {
     pub state: Arc<GatewayState>,
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// The error `ctx.error` now holds, as the Pingora error that stops the
@@ -215,9 +217,13 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.upstream.count <= 1 {
+            self.mirrors
+                .on_body(&mut ctx.mirror, body.as_ref(), end_of_stream);
+        }
         let (Some(b), Some(snap)) = (body.as_ref(), ctx.snapshot.as_ref()) else {
             return Ok(());
         };
@@ -238,17 +244,32 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        select::peer(session, ctx).map_err(|e| stop(ctx, e, "no upstream target"))
+        match select::peer(session, ctx).await {
+            Ok(peer) => Ok(peer),
+            Err(e) => Err(stop(ctx, e, "no upstream target")),
+        }
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        select::connect_failed(ctx, e)
+        select::connect_failed(session, ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        select::proxy_failed(session, ctx, e, client_reused)
     }
 
     async fn upstream_request_filter(
@@ -257,18 +278,20 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_request::prepare(session, up, ctx)
+        upstream_request::prepare(session, up, ctx)?;
+        if let (Some(m), 1) = (&mut ctx.mirror, ctx.upstream.count) {
+            m.head(up);
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream.status = Some(resp.status.as_u16());
-        ctx.upstream.end = Some(Instant::now());
-        Ok(())
+        select::response_head(session, ctx, resp)
     }
 
     fn upstream_response_body_filter(

@@ -66,7 +66,7 @@ fn metrics(state: &GatewayState, session: &Session, cx: &RequestCtx, done: &Fini
             .observe(done.duration.as_secs_f64()),
     }
     let up = &cx.upstream;
-    let (Some(r), Some(rm), Some(target)) = (done.route, route_metrics, up.target) else {
+    let (Some(r), Some(_), Some(target)) = (done.route, route_metrics, up.target) else {
         return;
     };
     let up_status = up.status.unwrap_or(done.status);
@@ -78,11 +78,12 @@ fn metrics(state: &GatewayState, session: &Session, cx: &RequestCtx, done: &Fini
             &rendered
         }
     };
+    let pool = r.pool(up.side);
     m.upstream_requests
-        .with_label_values(&[&*r.upstream.name, target_label, m.status(up_status)])
+        .with_label_values(&[&*pool.name, target_label, m.status(up_status)])
         .inc();
     if let (Some(el), Some(_)) = (done.upstream_elapsed, up.status) {
-        rm.upstream_duration.observe(el.as_secs_f64());
+        pool.metrics.duration.observe(el.as_secs_f64());
     }
 }
 
@@ -120,7 +121,7 @@ fn access_record(
         upstream: done
             .route
             .filter(|_| target.is_some())
-            .map(|r| r.upstream.name.clone()),
+            .map(|r| r.pool(cx.upstream.side).name.clone()),
         target,
         duration_ms: done.duration.as_secs_f64() * 1000.0,
         upstream_ms: done.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),

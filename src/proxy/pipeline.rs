@@ -84,10 +84,16 @@ pub(super) async fn request(
         let identity = cx.identity.as_ref();
         policies::limit(state, route, headers, identity, client, &mut cx.limit).await?;
     }
-    match denied {
-        Some(d) => Err(GatewayError::Auth(d)),
-        None => Ok(Answer::Continue),
+    if let Some(d) = denied {
+        return Err(GatewayError::Auth(d));
     }
+    // 7. Mirror: a share of the accepted requests is copied (`mirror.rs`).
+    if let Some((pool, percent)) = &route.mirror {
+        if crate::policy::split::sampled(*percent) {
+            cx.mirror = Some(super::mirror::MirrorCtx::new(pool.clone()));
+        }
+    }
+    Ok(Answer::Continue)
 }
 
 /// Every response head, proxied or generated, passes here once before it

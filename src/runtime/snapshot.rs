@@ -6,14 +6,14 @@
 //! limits (their counts) and the Redis connection.
 
 use super::BuildError;
-use crate::config::{Config, CorsConfig, HeaderTransform, RouteConfig};
+use crate::config::{Config, CorsConfig, HashKey, HeaderTransform, RetryReason, RouteConfig};
 use crate::observability::metrics::{Metrics, RouteLabels, RouteMetrics};
 use crate::policy::auth::{self, jwks::JwksSource, AuthFailure, Provider, RouteAuth};
 use crate::policy::cache::CacheResult;
 use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
 use crate::tasks::Spawner;
-use crate::upstream::Pool;
+use crate::upstream::{discovery, Pool, PoolCtx};
 use http::HeaderName;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +22,12 @@ use std::time::Duration;
 /// A route with its references resolved.
 pub struct Route {
     pub name: Arc<str>,
-    pub upstream: Arc<Pool>,
+    /// The upstream, or every side of the split with its weight.
+    pub upstreams: Box<[(Arc<Pool>, u32)]>,
+    /// Keeps a client on one side of the split.
+    pub split_key: Option<HashKey>,
+    /// Copies of `percent` of the requests go to this pool.
+    pub mirror: Option<(Arc<Pool>, f64)>,
     pub strip_prefix: Option<String>,
     pub add_prefix: Option<String>,
     pub timeout: Option<Duration>,
@@ -37,6 +42,13 @@ pub struct Route {
     pub websocket: bool,
     /// Resolved metric children; `None` without an admin listener.
     pub metrics: Option<RouteMetrics>,
+}
+
+impl Route {
+    /// The pool of side `side` of the split (0 without one).
+    pub fn pool(&self, side: usize) -> &Arc<Pool> {
+        &self.upstreams[side.min(self.upstreams.len() - 1)].0
+    }
 }
 
 pub struct Snapshot {
@@ -60,24 +72,39 @@ pub(crate) struct BuildCtx<'a> {
     pub metrics: &'a Metrics,
 }
 
-/// Upstream pools; an unchanged one keeps its health state and checks.
+/// Upstream pools; an unchanged one keeps its state and tasks. Names are
+/// resolved (again) before the snapshot serves; new pools then start their
+/// health checks and DNS refreshes.
 fn pools(
     config: &Config,
     prev: Option<&Snapshot>,
     bcx: &BuildCtx<'_>,
 ) -> BTreeMap<String, Arc<Pool>> {
+    let resolvers = &config.server.resolver;
+    let reasons: Vec<&str> = RetryReason::ALL.iter().map(|r| r.label()).collect();
     let mut upstreams = BTreeMap::new();
+    let mut new = Vec::new();
     for (name, ucfg) in &config.upstreams {
-        let reused = prev
-            .and_then(|p| p.upstreams.get(name))
-            .filter(|p| p.config == *ucfg)
+        let old = prev.and_then(|p| p.upstreams.get(name));
+        let reused = old
+            .filter(|p| p.config == *ucfg && p.resolvers == *resolvers)
             .cloned();
         let pool = reused.unwrap_or_else(|| {
-            let pool = Arc::new(Pool::new(name, ucfg));
-            crate::upstream::health::start(bcx.spawner, &pool);
+            let pcx = PoolCtx {
+                resolvers,
+                metrics: bcx.metrics.upstream(name, &reasons),
+                seed: old.map(|p| &**p),
+            };
+            let pool = Arc::new(Pool::new(name, ucfg, pcx));
+            new.push(pool.clone());
             pool
         });
         upstreams.insert(name.clone(), pool);
+    }
+    discovery::resolve_now(upstreams.values().cloned().collect(), resolvers);
+    for pool in &new {
+        crate::upstream::health::start(bcx.spawner, pool);
+        discovery::start(bcx.spawner, pool, resolvers);
     }
     upstreams
 }
@@ -144,7 +171,6 @@ fn route_metrics(m: &Metrics, r: &RouteConfig, limits: &[Arc<Limit>]) -> RouteMe
     let (reasons, results) = (AuthFailure::labels(), CacheResult::labels());
     m.route(&RouteLabels {
         route: &r.name,
-        upstream: &r.upstream,
         auth_reasons: if r.auth.is_some() { &reasons } else { &[] },
         cache_results: if r.cache.is_some() { &results } else { &[] },
         limits: &names,
@@ -171,7 +197,17 @@ fn route(r: &RouteConfig, config: &Config, parts: &Parts<'_>, metrics: Option<&M
         .collect();
     Route {
         name: Arc::from(r.name.as_str()),
-        upstream: upstreams[&r.upstream].clone(),
+        upstreams: r
+            .upstream
+            .entries()
+            .into_iter()
+            .map(|(n, w)| (upstreams[n].clone(), w))
+            .collect(),
+        split_key: r.split_key.clone(),
+        mirror: r
+            .mirror
+            .as_ref()
+            .map(|m| (upstreams[&m.upstream].clone(), m.percent)),
         strip_prefix: r.strip_prefix.clone(),
         add_prefix: r.add_prefix.clone(),
         timeout: r.timeout,
@@ -220,11 +256,8 @@ impl Snapshot {
         })
     }
 
-    /// The first upstream without a healthy target, if any.
-    pub fn unready_upstream(&self) -> Option<&str> {
-        self.upstreams
-            .values()
-            .find(|p| !p.is_ready())
-            .map(|p| &*p.name)
+    /// Why the first upstream that takes no traffic does not, if any.
+    pub fn unready_reason(&self) -> Option<String> {
+        self.upstreams.values().find_map(|p| p.unready_reason())
     }
 }

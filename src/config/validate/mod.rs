@@ -9,6 +9,7 @@ mod edge;
 mod limits;
 mod route;
 mod server;
+mod traffic;
 mod upstream;
 
 use super::file::*;
@@ -57,6 +58,21 @@ impl fmt::Display for KeyPath {
 }
 
 /// `claim:NAME` or `header:NAME`, the selector mini-language of
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`
+/// (SRV names), none empty or over 63 bytes, 253 bytes at most.
+pub(super) fn valid_host_name(h: &str) -> bool {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// `hash_key` and rate-limit `key`.
 pub(super) enum Selector {
     Claim(String),
@@ -169,6 +185,55 @@ impl Errs {
             return default;
         }
         n
+    }
+
+    /// A share written `20%` (or `20`), as a fraction 0..=1 within
+    /// `min..=max` percent; `default` (a fraction) when absent.
+    pub(super) fn percent(
+        &mut self,
+        path: &KeyPath,
+        v: &Option<Text>,
+        default: f64,
+        (min, max): (f64, f64),
+    ) -> f64 {
+        let Some(t) = v else { return default };
+        let s = t.0.trim();
+        let n = s.strip_suffix('%').unwrap_or(s).trim().parse::<f64>();
+        match n {
+            Ok(n) if n.is_finite() && (min..=max).contains(&n) => n / 100.0,
+            Ok(_) => {
+                self.push(path, format!("must be between {min}% and {max}%"));
+                default
+            }
+            Err(_) => {
+                self.push(path, format!("invalid percentage `{s}` (e.g. `20%`)"));
+                default
+            }
+        }
+    }
+
+    /// `host:port` or `ip:port` of an upstream target. Host names are
+    /// kept as names (resolved later, in the background), so validating a
+    /// config never touches the network.
+    pub(super) fn target_addr(&mut self, path: &KeyPath, t: &Text) -> Option<TargetAddr> {
+        let s = t.0.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Some(TargetAddr::Ip(a));
+        }
+        let parsed = s.rsplit_once(':').and_then(|(h, p)| {
+            let port = p.parse::<u16>().ok().filter(|p| *p > 0)?;
+            valid_host_name(h).then(|| (h.to_ascii_lowercase(), port))
+        });
+        match parsed {
+            Some((host, port)) => Some(TargetAddr::Name { host, port }),
+            None => {
+                self.push(
+                    path,
+                    format!("invalid address `{s}`: expected `host:port` or `ip:port`"),
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn header_name(&mut self, path: &KeyPath, name: &str) -> Option<HeaderName> {

@@ -17,12 +17,7 @@ pub(super) fn route(
     if r.name.trim().is_empty() {
         errs.push(path.key("name"), "route name must not be empty");
     }
-    if !f.upstreams.contains_key(&r.upstream) {
-        errs.push(
-            path.key("upstream"),
-            format!("upstream `{}` is not defined in `upstreams`", r.upstream),
-        );
-    }
+    let traffic = super::traffic::traffic(path, r, f, errs);
     let matcher = matcher(&path.key("match"), &r.matcher, errs);
     let (strip_prefix, add_prefix) = rewrites(path, r, errs);
     let timeout = r.timeout.as_ref().map(|t| {
@@ -35,7 +30,9 @@ pub(super) fn route(
     let mut cfg = RouteConfig {
         name: r.name.clone(),
         matcher,
-        upstream: r.upstream.clone(),
+        upstream: traffic.upstream,
+        split_key: traffic.split_key,
+        mirror: traffic.mirror,
         strip_prefix,
         add_prefix,
         timeout,

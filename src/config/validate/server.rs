@@ -65,7 +65,30 @@ pub(super) fn server(s: &ServerFile, base: &Path, errs: &mut Errs) -> ServerConf
             .upstream_ca
             .as_ref()
             .map(|f| readable(errs, &key("upstream_ca"), f, base, "CERTIFICATE")),
+        resolver: resolver(s, errs),
     }
+}
+
+/// `server.resolver`: DNS servers as `ip:port` (or a bare IP: port 53).
+fn resolver(s: &ServerFile, errs: &mut Errs) -> Vec<std::net::SocketAddr> {
+    let list = s.resolver.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let v = t.0.trim();
+        let parsed = v.parse::<std::net::SocketAddr>().ok().or_else(|| {
+            v.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        });
+        match parsed {
+            Some(a) => out.push(a),
+            None => errs.push(
+                key("resolver").index(i),
+                format!("invalid DNS server `{v}`: expected `ip:port`"),
+            ),
+        }
+    }
+    out
 }
 
 fn trusted_proxies(s: &ServerFile, errs: &mut Errs) -> Vec<ipnet::IpNet> {

@@ -46,7 +46,15 @@ pub(super) fn upstream(
             errs.push(path.key("host"), format!("invalid host `{h}`"));
         }
     }
+    let resilience = resilience(path, u, errs);
     let cfg = UpstreamConfig {
+        srv: srv(path, u, errs),
+        resolve: resolve(path, u, errs),
+        retry_on: resilience.retry_on,
+        retry_methods: resilience.retry_methods,
+        retry_budget: resilience.retry_budget,
+        max_inflight: resilience.max_inflight,
+        passive_health: resilience.passive_health,
         targets,
         balance,
         hash_key,
@@ -71,8 +79,16 @@ pub(super) fn upstream(
 }
 
 fn targets(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Vec<TargetConfig> {
-    if u.targets.is_empty() {
-        errs.push(path.key("targets"), "an upstream needs at least one target");
+    match (u.targets.is_empty(), u.srv.is_some()) {
+        (true, false) => errs.push(
+            path.key("targets"),
+            "an upstream needs at least one target (or `srv`)",
+        ),
+        (false, true) => errs.push(
+            path.key("srv"),
+            "`srv` gives the targets: leave out `targets`",
+        ),
+        _ => {}
     }
     let mut targets = Vec::new();
     let mut seen = HashSet::new();
@@ -89,9 +105,9 @@ fn targets(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Vec<TargetConfi
         if weight == 0 {
             errs.push(tpath.key("weight"), "weight must be at least 1");
         }
-        if let Some(addr) = errs.addr(&apath, &addr) {
-            if !seen.insert(addr) {
-                errs.push(apath, format!("duplicate target {addr}"));
+        if let Some(addr) = errs.target_addr(&apath, &addr) {
+            if !seen.insert(addr.clone()) {
+                errs.push(apath, format!("duplicate target {}", addr.text()));
             }
             targets.push(TargetConfig {
                 addr,
@@ -102,7 +118,7 @@ fn targets(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Vec<TargetConfi
     targets
 }
 
-fn hash_key(path: &KeyPath, k: &str, errs: &mut Errs) -> HashKey {
+pub(super) fn hash_key(path: &KeyPath, k: &str, errs: &mut Errs) -> HashKey {
     match k {
         "client_ip" => HashKey::ClientIp,
         "path" => HashKey::Path,
@@ -159,5 +175,101 @@ fn health_check(path: &KeyPath, h: &HealthCheckFile, errs: &mut Errs) -> HealthC
         timeout: errs.positive_duration(&path.key("timeout"), &h.timeout, Duration::from_secs(1)),
         unhealthy_after: unhealthy_after.max(1),
         healthy_after: healthy_after.max(1),
+    }
+}
+
+/// `srv`: a DNS name (`_http._tcp.search.internal`).
+fn srv(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Option<String> {
+    let name = u.srv.as_deref()?.trim();
+    if !super::valid_host_name(name) {
+        errs.push(path.key("srv"), format!("invalid SRV name `{name}`"));
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+/// `resolve`: `once` (the default) or an interval.
+fn resolve(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Option<Duration> {
+    let v = u.resolve.as_ref()?;
+    if v.0.trim() == "once" {
+        return None;
+    }
+    Some(errs.positive_duration(
+        &path.key("resolve"),
+        &Some(v.clone()),
+        Duration::from_secs(30),
+    ))
+}
+
+/// The keys of "Resilient upstreams": retries, the budget, overload and
+/// passive health.
+struct Resilience {
+    retry_on: Vec<RetryReason>,
+    retry_methods: RetryMethods,
+    retry_budget: f64,
+    max_inflight: Option<usize>,
+    passive_health: Option<PassiveHealthConfig>,
+}
+
+fn resilience(path: &KeyPath, u: &UpstreamFile, errs: &mut Errs) -> Resilience {
+    let retry_on = match &u.retry_on {
+        None => vec![RetryReason::Connect],
+        Some(list) => retry_on(&path.key("retry_on"), list, errs),
+    };
+    if u.max_inflight == Some(0) {
+        errs.push(path.key("max_inflight"), "must be at least 1");
+    }
+    Resilience {
+        retry_on,
+        retry_methods: errs.choice(
+            &path.key("retry_methods"),
+            u.retry_methods.as_deref(),
+            RetryMethods::Idempotent,
+            "retry_methods",
+        ),
+        retry_budget: errs.percent(
+            &path.key("retry_budget"),
+            &u.retry_budget,
+            0.2,
+            (0.0, 100.0),
+        ),
+        max_inflight: u.max_inflight.filter(|n| *n > 0),
+        passive_health: u
+            .passive_health
+            .as_ref()
+            .map(|p| passive_health(&path.key("passive_health"), p, errs)),
+    }
+}
+
+fn retry_on(path: &KeyPath, list: &[Text], errs: &mut Errs) -> Vec<RetryReason> {
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let word = t.0.trim();
+        match RetryReason::ALL.iter().find(|r| r.label() == word) {
+            Some(r) if !out.contains(r) => out.push(*r),
+            Some(_) => {}
+            None => errs.push(
+                path.index(i),
+                format!(
+                    "unknown retry_on reason `{word}` (connect, reset, timeout, 502, 503, 504)"
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn passive_health(path: &KeyPath, p: &PassiveHealthFile, errs: &mut Errs) -> PassiveHealthConfig {
+    let consecutive_failures = p.consecutive_failures.unwrap_or(5);
+    if consecutive_failures == 0 {
+        errs.push(path.key("consecutive_failures"), "must be at least 1");
+    }
+    PassiveHealthConfig {
+        consecutive_failures: consecutive_failures.max(1),
+        eject_for: errs.positive_duration(
+            &path.key("eject_for"),
+            &p.eject_for,
+            Duration::from_secs(30),
+        ),
+        max_ejected: errs.percent(&path.key("max_ejected"), &p.max_ejected, 0.5, (0.0, 100.0)),
     }
 }
