@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing gatehouse needs on Debian/Ubuntu, if missing:
 # cmake (pingora-core builds zlib-ng with it), a C toolchain, redis-server
-# (the Redis rate-limit tests start a real one) and systemd's analyzer.
+# (the Redis rate-limit tests start a real one), dnsmasq (the DNS discovery
+# tests run a real DNS server) and curl.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(build-essential)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

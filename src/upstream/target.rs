@@ -160,17 +160,23 @@ impl TargetSet {
         self.targets.last()
     }
 
-    /// Power of two choices: two weighted random picks, the one with fewer
-    /// requests in flight per weight wins, a tie keeps the first (so idle
-    /// targets get traffic in proportion to their weights). Falls back to
-    /// the least loaded accepted target when random picks keep missing.
+    /// Power of two choices: two distinct weighted random picks, the one
+    /// with fewer requests in flight per weight wins, a tie keeps the first
+    /// (so idle targets get traffic in proportion to their weights). Falls
+    /// back to the least loaded accepted target when random picks miss.
     fn least_request(&self, accept: impl Fn(&Target) -> bool) -> Option<&Arc<Target>> {
         let load = |t: &Target| t.inflight() as f64 / t.weight.max(1) as f64;
-        let pick = || (0..4).find_map(|_| self.weighted_pick().filter(|t| accept(t)));
-        match (pick(), pick()) {
+        let pick = |other: Option<&Arc<Target>>| {
+            (0..4).find_map(|_| {
+                self.weighted_pick()
+                    .filter(|t| accept(t) && other.is_none_or(|o| !Arc::ptr_eq(o, t)))
+            })
+        };
+        let first = pick(None);
+        match (first, pick(first)) {
             (Some(a), Some(b)) => Some(if load(b) < load(a) { b } else { a }),
-            (Some(a), None) | (None, Some(a)) => Some(a),
-            (None, None) => self
+            (Some(a), None) => Some(a),
+            (None, _) => self
                 .targets
                 .iter()
                 .filter(|t| accept(t))

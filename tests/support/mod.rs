@@ -1,11 +1,13 @@
 //! Test harness of the one integration binary (`tests/it`): real upstream
-//! HTTP servers, real gateways, the real binary and a real `redis-server`,
+//! HTTP servers, real gateways, the real binary, a real `redis-server` and a
+//! real DNS server (dnsmasq),
 //! all on 127.0.0.1 ephemeral ports. Nothing here is mocked.
 //!
 //! One file per concern; everything is re-exported here so a test module
 //! needs one `use crate::support::*;`.
 
 pub mod binary;
+pub mod dns;
 pub mod gateway;
 pub mod http1;
 pub mod jwt;
@@ -16,6 +18,7 @@ pub mod silent;
 pub mod upstream;
 
 pub use binary::*;
+pub use dns::*;
 pub use gateway::*;
 pub use http1::*;
 pub use jwt::*;

@@ -44,6 +44,8 @@ struct UpstreamState {
     body: Mutex<Option<Vec<u8>>>,
     hits: AtomicUsize,
     health_hits: AtomicUsize,
+    /// Close the connection instead of answering (a reset, to the gateway).
+    reset: AtomicBool,
     etag: Mutex<Option<String>>,
 }
 
@@ -55,8 +57,14 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(name: &str) -> Upstream {
+        Upstream::start_at(name, loopback(free_port()))
+    }
+
+    /// Listens on `addr` (any 127.0.0.0/8 address: several upstreams can
+    /// share a port, as the targets of one DNS name do).
+    pub fn start_at(name: &str, addr: SocketAddr) -> Upstream {
         let u = Upstream {
-            addr: loopback(free_port()),
+            addr,
             state: Arc::new(UpstreamState {
                 name: name.to_string(),
                 health_status: AtomicU16::new(200),
@@ -68,6 +76,7 @@ impl Upstream {
                 body: Mutex::new(None),
                 hits: AtomicUsize::new(0),
                 health_hits: AtomicUsize::new(0),
+                reset: AtomicBool::new(false),
                 etag: Mutex::new(None),
             }),
             thread: Mutex::new(None),
@@ -86,6 +95,11 @@ impl Upstream {
         self.state
             .delay_ms
             .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+    /// Requests are read and counted, then the connection is closed
+    /// without an answer.
+    pub fn set_reset(&self, on: bool) {
+        self.state.reset.store(on, Ordering::SeqCst);
     }
     pub fn set_body(&self, body: &[u8]) {
         *self.state.body.lock().unwrap() = Some(body.to_vec());
@@ -253,7 +267,7 @@ fn respond(state: &UpstreamState, req: Recorded) -> Option<Vec<u8>> {
         std::thread::sleep(Duration::from_millis(state.delay_ms.load(Ordering::SeqCst)));
         (state.status.load(Ordering::SeqCst), hit_no)
     };
-    if !state.running.load(Ordering::SeqCst) {
+    if !state.running.load(Ordering::SeqCst) || (!is_health && state.reset.load(Ordering::SeqCst)) {
         return None;
     }
     let payload = match state.body.lock().unwrap().clone() {
