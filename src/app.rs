@@ -75,6 +75,7 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     let listen = config.server.listen.clone();
     let tls_listen = config.server.tls.as_ref().map(|t| t.listen);
     let h2c = config.server.h2c;
+    let upstream_ca = config.server.upstream_ca.clone();
     let admin = config.admin.clone();
     let (spawner, task_service) = crate::tasks::channel();
     let state = Arc::new(GatewayState::new(
@@ -105,7 +106,7 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
 
     let gateway = Gateway {
         state: state.clone(),
-        mirrors: Arc::new(crate::proxy::mirror::Mirrors::new()),
+        mirrors: Arc::new(crate::proxy::mirror::Mirrors::new(upstream_ca)),
     };
     let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
     let mut options = HttpServerOptions::default();

@@ -1,6 +1,7 @@
-//! `gatehouse --demo`: the gateway on 127.0.0.1:8080 in front of three
-//! built-in services (users with two instances, products, orders) running
-//! in the same process on free loopback ports, with an embedded config.
+//! `gatehouse --demo`: the gateway on 127.0.0.1:8080 in front of four
+//! built-in services (users with two instances, products, orders, and a
+//! catalog in two versions behind a traffic split) running in the same
+//! process on free loopback ports, with an embedded config.
 
 use crate::app::{self, StartOptions};
 use crate::config;
@@ -29,6 +30,14 @@ upstreams:
     health_check: { path: /health, interval: 2s }
   orders:
     targets: ["127.0.0.1:{ORDERS}"]
+  catalog-v1:
+    targets: ["127.0.0.1:{CATALOG_V1}"]
+    retry_on: [connect, reset, timeout, 502, 503, 504]
+    passive_health: { consecutive_failures: 5, eject_for: 10s }
+  catalog-v2:
+    targets: ["127.0.0.1:{CATALOG_V2}"]
+    retry_on: [connect, reset, timeout, 502, 503, 504]
+    passive_health: { consecutive_failures: 5, eject_for: 10s }
 auth:
   demo:
     type: jwt
@@ -52,6 +61,13 @@ routes:
     upstream: orders
     strip_prefix: /api
     auth: { provider: demo, scopes: ["orders:read"] }
+  - name: catalog
+    match: { path_prefix: /api/catalog }
+    split:
+      - { upstream: catalog-v1, weight: 90 }
+      - { upstream: catalog-v2, weight: 10 }
+    split_key: header:X-User-Id
+    strip_prefix: /api
 "#;
 
 /// The demo's HS256 secret. It is printed and public: demo use only.
@@ -109,6 +125,9 @@ fn demo_body(
         ("orders", p) if p.starts_with("/orders") => {
             serde_json::json!([{"id": 7, "status": "shipped"}])
         }
+        ("catalog", p) if p.starts_with("/catalog") => {
+            serde_json::json!([{"sku": "tea-1", "name": "Green tea"}])
+        }
         _ => serde_json::Value::Null,
     };
     serde_json::json!({
@@ -158,11 +177,13 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Runs the demo in the foreground; returns the exit code.
 pub(crate) fn run() -> i32 {
-    let services: [(&str, &str, &str); 4] = [
+    let services: [(&str, &str, &str); 6] = [
         ("{USERS_A}", "users", "users-a"),
         ("{USERS_B}", "users", "users-b"),
         ("{PRODUCTS}", "products", "products-1"),
         ("{ORDERS}", "orders", "orders-1"),
+        ("{CATALOG_V1}", "catalog", "catalog-v1"),
+        ("{CATALOG_V2}", "catalog", "catalog-v2"),
     ];
     let mut text = DEMO_CONFIG.replace("{SECRET}", DEMO_SECRET);
     let mut ports = Vec::new();
@@ -213,6 +234,8 @@ pub(crate) enum DemoToken {
     None,
     Full,
     NoScope,
+    /// `X-User-Id: 42`, the catalog split's sticky key.
+    User,
 }
 
 /// The requests the banner suggests: (method, path, token, what it shows).
@@ -261,12 +284,19 @@ pub(crate) const TRY: &[(&str, &str, DemoToken, &str)] = &[
         DemoToken::Full,
         "200: X-User-Id forwarded from the token",
     ),
+    (
+        "GET",
+        "/api/catalog",
+        DemoToken::User,
+        "split 90/10 between catalog v1 and v2; one X-User-Id, one version",
+    ),
 ];
 
 fn banner() -> String {
     let mut lines = vec![
         "gatehouse demo: gateway on 127.0.0.1:8080, admin on 127.0.0.1:9090".to_string(),
-        "services: users (2 instances), products, orders".to_string(),
+        "services: users (2 instances), products, orders, catalog (v1 and v2, split 90/10)"
+            .to_string(),
         String::new(),
         "Try:".to_string(),
     ];
@@ -286,6 +316,7 @@ fn banner() -> String {
             DemoToken::None => String::new(),
             DemoToken::Full => format!("-H 'Authorization: Bearer {full}' "),
             DemoToken::NoScope => format!("-H 'Authorization: Bearer {limited}' "),
+            DemoToken::User => "-H 'X-User-Id: 42' ".to_string(),
         };
         let cmd = format!("curl -i --path-as-is {h}{m}http://127.0.0.1:8080{path}");
         lines.push(format!("  {cmd:<64} # {what}"));

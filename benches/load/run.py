@@ -191,11 +191,25 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False):
     if variant.startswith("policies"):
         lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}" }}']
         lines += ["rate_limits:", "  generous: { requests: 100000000, per: 1s, key: client_ip }"]
+    # "retry": every resilience key of an upstream configured but not
+    # triggered (retries on resets/timeouts/statuses with their budget,
+    # max_inflight, passive health); "split": orders split 50/50 between two
+    # upstreams (one nginx port) with a sticky key absent from the request.
+    resilient = ""
+    if variant == "retry":
+        resilient = (", retries: 2, retry_on: [connect, reset, timeout, 502, 503, 504], retry_budget: 20%,"
+                     " max_inflight: 100000, passive_health: { consecutive_failures: 5, eject_for: 30s }")
     lines += ["upstreams:"]
     for n, _, p in ROUTES:
-        lines.append(f'  {n}: {{ targets: ["127.0.0.1:{p}"] }}')
+        lines.append(f'  {n}: {{ targets: ["127.0.0.1:{p}"]{resilient} }}')
+    if variant == "split":
+        lines.append(f'  orders_b: {{ targets: ["127.0.0.1:{ROUTES[2][2]}"] }}')
     lines += ["routes:"]
     for n, prefix, _ in ROUTES:
+        if variant == "split" and n == "orders":
+            lines.append(f"  - {{ name: {n}, match: {{ path_prefix: {prefix} }}, split: [{{ upstream: orders, weight: 50 }},"
+                         " { upstream: orders_b, weight: 50 }], split_key: header:X-User-Id }")
+            continue
         extra = ""
         if variant.startswith("policies"):
             extra = ", auth: jwt, rate_limit: generous"
@@ -311,7 +325,8 @@ def main():
         url = f"http://127.0.0.1:{PROXY_PORT}"
         paths = {"nginx": "/api/orders/7", "routing": "/api/orders/7", "policies": "/api/orders/7",
                  "policies_quiet": "/api/orders/7", "observed": "/api/orders/7",
-                 "cache": "/api/products/42", "routes10k": "/api/orders/7"}
+                 "cache": "/api/products/42", "routes10k": "/api/orders/7",
+                 "retry": "/api/orders/7", "split": "/api/orders/7"}
         headers = {"policies": [f"Authorization: Bearer {tok}"], "policies_quiet": [f"Authorization: Bearer {tok}"]}
         results = {t: [] for t in targets}
 

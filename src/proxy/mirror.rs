@@ -63,9 +63,13 @@ pub(crate) struct Mirrors {
 }
 
 impl Mirrors {
-    pub(crate) fn new() -> Mirrors {
+    /// `upstream_ca`: the roots TLS mirrors are verified against, as for
+    /// proxied requests (`server.upstream_ca`).
+    pub(crate) fn new(upstream_ca: Option<String>) -> Mirrors {
+        let mut options = pingora::connectors::ConnectorOptions::new(128);
+        options.ca_file = upstream_ca;
         Mirrors {
-            connector: Connector::new(None),
+            connector: Connector::new(Some(options)),
         }
     }
 

@@ -217,19 +217,20 @@ impl Pool {
         key: &[u8],
         exclude: &[SocketAddr],
     ) -> Result<TargetGuard, Unavailable> {
-        if let Some(max) = self.config.max_inflight {
-            if self.inflight.load(Ordering::Relaxed) >= max {
-                return Err(Unavailable::Overloaded);
-            }
+        // Reserve the slot first, so concurrent picks never exceed the cap.
+        let before = self.inflight.fetch_add(1, Ordering::Relaxed);
+        if self.config.max_inflight.is_some_and(|max| before >= max) {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Unavailable::Overloaded);
         }
         let now = self.config.passive_health.as_ref().map(|_| self.now());
         let set = self.set.load();
-        let target = set
-            .select(key, |t| t.usable(now) && !exclude.contains(&t.addr))
-            .ok_or(Unavailable::NoTarget)?
-            .clone();
+        let Some(target) = set.select(key, |t| t.usable(now) && !exclude.contains(&t.addr)) else {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
+            return Err(Unavailable::NoTarget);
+        };
+        let target = target.clone();
         target.inflight.fetch_add(1, Ordering::Relaxed);
-        self.inflight.fetch_add(1, Ordering::Relaxed);
         Ok(TargetGuard {
             pool: self.clone(),
             target,

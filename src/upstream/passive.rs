@@ -1,7 +1,8 @@
 //! Passive health (outlier ejection): a target that fails
 //! `consecutive_failures` times in a row on live traffic takes no requests
-//! for `eject_for`, doubling on each repeat ejection up to 10 x, and the
-//! repeat count resets once it has served `eject_for` without an ejection.
+//! for `eject_for`. Back in rotation, it is on probation for `eject_for`:
+//! one more failure then ejects it again for twice as long (up to 10 x).
+//! Once it has served `eject_for` without an ejection the count resets.
 //!
 //! The request path touches two atomics (the failure count and the ejection
 //! deadline); the lock is taken only when a target is ejected.
@@ -77,14 +78,19 @@ impl Passive {
         may_eject: impl FnOnce() -> bool,
     ) -> Option<Duration> {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < cfg.consecutive_failures || self.ejected(now) {
+        let last_end = self.ejected_until.load(Ordering::Relaxed);
+        if last_end > now {
+            return None;
+        }
+        let eject_for = cfg.eject_for.as_millis() as u64;
+        let on_probation = last_end != 0 && now - last_end < eject_for;
+        if n < cfg.consecutive_failures && !on_probation {
             return None;
         }
         let mut streak = self.streak.lock().unwrap_or_else(|p| p.into_inner());
         if self.ejected(now) || !may_eject() {
             return None;
         }
-        let eject_for = cfg.eject_for.as_millis() as u64;
         if now.saturating_sub(streak.last_end) >= eject_for {
             streak.count = 0;
         }
@@ -137,6 +143,22 @@ mod tests {
         assert_eq!(eject(25000), Some(Duration::from_secs(10)));
         // Served eject_for (1 s) after re-admission at 35000: back to 1 s.
         assert_eq!(eject(36000), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn one_failure_on_probation_ejects_again() {
+        let p = Passive::default();
+        let c = cfg();
+        assert_eq!(
+            (0..3).find_map(|_| p.failure(&c, 0, || true)),
+            Some(Duration::from_secs(1))
+        );
+        // Back at 1000; within eject_for (until 2000) one failure is enough.
+        assert_eq!(p.failure(&c, 1500, || true), Some(Duration::from_secs(2)));
+        // Back at 3500; served eject_for until 4500: three failures again, 1 s.
+        assert_eq!(p.failure(&c, 4600, || true), None);
+        assert_eq!(p.failure(&c, 4600, || true), None);
+        assert_eq!(p.failure(&c, 4600, || true), Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -244,3 +244,45 @@ fn config_check_never_queries_dns() {
         dns.query_log()
     );
 }
+
+#[test]
+fn a_target_that_stays_keeps_its_state_and_its_pooled_connections() {
+    let (ups, port) = on_ips(3);
+    let dns = DnsServer::start(&hosts(&["127.0.0.2", "127.0.0.3"]), &[]);
+    let gw = gw(
+        &dns,
+        &format!("    targets: [\"users.test:{port}\"]\n    resolve: 200ms\n    passive_health: {{ consecutive_failures: 1, eject_for: 60s }}\n"),
+    );
+    let c = client();
+    for _ in 0..6 {
+        c.get(gw.url("/x")).send().unwrap();
+    }
+    // .3 fails once and is ejected for a minute; .2 has one pooled connection.
+    ups[1].set_status(500);
+    while ups[1].hits() == 3 {
+        c.get(gw.url("/x")).send().unwrap();
+    }
+    let ejected = |ip: &str| {
+        upstreams(&gw)["pool"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["addr"] == format!("{ip}:{port}") && t["ejected_until"].is_string())
+    };
+    assert!(ejected("127.0.0.3"));
+    let conns_before = ups[0].connections();
+    dns.set_hosts(&hosts(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]));
+    assert!(eventually(Duration::from_secs(5), || target_addrs(&gw)
+        .len()
+        == 3));
+    assert!(ejected("127.0.0.3"), "the ejection survives the DNS change");
+    for _ in 0..10 {
+        assert_eq!(c.get(gw.url("/x")).send().unwrap().status(), 200);
+    }
+    assert!(ups[2].hits() > 0, "the new address takes traffic");
+    assert_eq!(
+        ups[0].connections(),
+        conns_before,
+        "the pooled connection to .2 is reused"
+    );
+}

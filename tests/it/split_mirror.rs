@@ -39,6 +39,10 @@ fn split_follows_the_weights_over_10000_requests() {
         .collect();
     let v2_count: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     let share = v2_count as f64 / 10_000.0;
+    eprintln!(
+        "split 90/10 over 10,000 requests: v2 took {:.2}%",
+        share * 100.0
+    );
     assert!(
         (0.07..=0.13).contains(&share),
         "v2 got {share:.4} of 10,000 (weight 10%)"

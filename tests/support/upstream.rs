@@ -46,6 +46,8 @@ struct UpstreamState {
     health_hits: AtomicUsize,
     /// Close the connection instead of answering (a reset, to the gateway).
     reset: AtomicBool,
+    /// Connections accepted.
+    connections: AtomicUsize,
     etag: Mutex<Option<String>>,
 }
 
@@ -77,6 +79,7 @@ impl Upstream {
                 hits: AtomicUsize::new(0),
                 health_hits: AtomicUsize::new(0),
                 reset: AtomicBool::new(false),
+                connections: AtomicUsize::new(0),
                 etag: Mutex::new(None),
             }),
             thread: Mutex::new(None),
@@ -122,6 +125,10 @@ impl Upstream {
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
     }
+    /// TCP connections accepted so far (pooled connections are reused).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
     pub fn health_hits(&self) -> usize {
         self.state.health_hits.load(Ordering::SeqCst)
     }
@@ -165,6 +172,7 @@ impl Upstream {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                state.connections.fetch_add(1, Ordering::SeqCst);
                 let state = state.clone();
                 std::thread::spawn(move || serve_conn(conn, state));
             }
