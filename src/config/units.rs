@@ -2,9 +2,14 @@
 
 use std::time::Duration;
 
+/// The longest duration any key accepts: 30 days. Larger values are
+/// refused rather than saturated, so sums of durations cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
 /// Parses a duration made of one or more `<integer><unit>` parts; units are
-/// `ms`, `s`, `m`, `h` and `d`. A bare number is refused so that `timeout: 5`
-/// can never silently mean five milliseconds or five hours.
+/// `ms`, `s`, `m`, `h` and `d`, at most [`MAX_DURATION`]. A bare number is
+/// refused so that `timeout: 5` can never silently mean five milliseconds
+/// or five hours.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -53,6 +58,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         };
         total = total.saturating_add(part);
+        if total > MAX_DURATION {
+            return Err(format!("duration `{s}` is over the maximum of 30d"));
+        }
     }
     Ok(total)
 }
@@ -135,6 +143,11 @@ mod tests {
         assert_eq!(parse_size("100").unwrap(), 100);
         assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
         assert!(parse_size("10XB").is_err());
+        assert!(parse_duration("30d").is_ok());
+        assert!(parse_duration("30d1ms")
+            .unwrap_err()
+            .contains("maximum of 30d"));
+        assert!(parse_duration("18446744073709551615d").is_err());
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999999999GiB").is_err());
     }

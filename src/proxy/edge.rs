@@ -45,12 +45,12 @@ impl HttpServerApp for Edge {
         let reused = session
             .take_connection_user_context()
             .is_some_and(|c| c.is::<Reused>());
-        let budget = server.limits.header_timeout
-            + if reused {
-                server.idle_timeout
-            } else {
-                Default::default()
-            };
+        let idle = if reused {
+            server.idle_timeout
+        } else {
+            Default::default()
+        };
+        let budget = server.limits.header_timeout.saturating_add(idle);
         drop(snap);
         let head = Arc::new(AtomicBool::new(false));
         session.set_connection_user_context(Some(

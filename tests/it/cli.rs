@@ -84,7 +84,7 @@ fn unknown_keys_are_rejected_with_their_path() {
 #[test]
 fn env_vars_are_substituted_and_missing_ones_reported() {
     let f = write(
-        "server:\n  listen: [\"127.0.0.1:${GH_TEST_PORT}\"]\n  threads: ${GH_TEST_THREADS:-2}\n",
+        "server:\n  listen: [\"127.0.0.1:${GH_TEST_PORT}\"]\n  threads: ${GH_TEST_THREADS:-2}\nupstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes: [{ name: r, upstream: u }]\n",
     );
     let out = check(f.path())
         .env("GH_TEST_PORT", "8181")

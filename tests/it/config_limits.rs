@@ -83,7 +83,7 @@ fn rejected_limits_name_their_key() {
 #[test]
 fn redis_password_is_redacted() {
     let cfg = gatehouse::config::load_str(
-        "redis: { url: \"redis://user:hunter2@127.0.0.1:6379/0\" }\nrate_limits: { a: { requests: 1, per: 1m, backend: redis } }\n",
+        "redis: { url: \"redis://user:hunter2@127.0.0.1:6379/0\" }\nrate_limits: { a: { requests: 1, per: 1m, backend: redis } }\nupstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes: [{ name: r, upstream: u }]\n",
     )
     .unwrap();
     let dump = gatehouse::config::redacted_json(&cfg).to_string();

@@ -19,6 +19,7 @@ mod config_traffic;
 mod dashboard;
 mod dns;
 mod edge_limits;
+mod hardening;
 mod layering;
 mod normalize_props;
 mod observability;

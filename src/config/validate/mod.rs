@@ -319,6 +319,13 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
     }
     let mut routes = Vec::new();
     let mut names = HashSet::new();
+    // A truncated file must not become "no routes, 404 for everything".
+    if f.routes.is_empty() {
+        errs.push(
+            KeyPath::root("routes"),
+            "the config has no routes (an empty or truncated file?); at least one is required",
+        );
+    }
     for (i, r) in f.routes.iter().enumerate() {
         let path = KeyPath::root("routes").index(i);
         if !names.insert(r.name.clone()) {

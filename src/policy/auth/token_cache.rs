@@ -61,7 +61,10 @@ impl TokenCache {
         let Some(exp) = claims.get("exp").and_then(Value::as_u64) else {
             return;
         };
-        let remaining = Duration::from_secs((exp + leeway.as_secs()).saturating_sub(now_unix));
+        let remaining = Duration::from_secs(
+            exp.saturating_add(leeway.as_secs())
+                .saturating_sub(now_unix),
+        );
         let until = Instant::now() + remaining.min(self.ttl);
         let h = self.hasher.hash_one(token);
         let mut shard = self.shard(h).lock().unwrap_or_else(|p| p.into_inner());

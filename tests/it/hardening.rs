@@ -1,0 +1,112 @@
+//! Findings of the fault and attack probe (issue 18), each shown from
+//! outside: the real binary for config checks, real gateways and
+//! upstreams for the rest.
+
+use crate::support::*;
+use std::process::Command;
+
+fn check_text(text: &str) -> std::process::Output {
+    let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("-t")
+        .arg("-c")
+        .arg(f.path())
+        .output()
+        .unwrap()
+}
+
+const ROUTED: &str =
+    "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes: [{ name: r, upstream: u }]\n";
+
+#[test]
+fn a_huge_duration_is_an_error_naming_its_key() {
+    let out = check_text(&format!(
+        "server: {{ idle_timeout: 18446744073709551615d }}\n{ROUTED}"
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.idle_timeout") && err.contains("maximum of 30d"),
+        "{err}"
+    );
+    let ok = check_text(&format!("server: {{ idle_timeout: 30d }}\n{ROUTED}"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn an_empty_or_routeless_config_is_refused() {
+    for text in [
+        "",
+        "\n# truncated\n",
+        "server: { listen: [\"127.0.0.1:8080\"] }\n",
+    ] {
+        let out = check_text(text);
+        assert!(!out.status.success(), "{text:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("routes") && err.contains("no routes"), "{err}");
+    }
+}
+
+#[test]
+fn a_truncated_file_on_reload_keeps_the_running_config() {
+    let up = Upstream::start("u");
+    let yaml = format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nadmin: {{ listen: \"{{admin}}\" }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
+        up.addr
+    );
+    let b = spawn_binary(&yaml, |_| {});
+    wait_listening(b.admin);
+    let c = client();
+    assert_eq!(c.get(b.url("/x")).send().unwrap().status(), 200);
+    std::fs::write(b.dir().join("gatehouse.yaml"), "").unwrap();
+    let r = c.post(b.admin_url("/reload")).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("no routes"));
+    assert_eq!(
+        c.get(b.url("/x")).send().unwrap().status(),
+        200,
+        "the old routes still serve"
+    );
+}
+
+#[test]
+fn a_reset_on_a_reused_connection_is_retried_on_another_target() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    // Consistent hashing sends a key to the same target every time, so a
+    // retry that does not record the failure goes straight back to it.
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams:\n  pool: {{ targets: [\"{}\", \"{}\"], retries: 2, balance: consistent_hash, hash_key: \"header:X-K\" }}\nroutes: [{{ name: r, upstream: pool }}]\n",
+        a.addr, b.addr
+    ));
+    let c = client();
+    let get = |k: u32| {
+        c.get(gw.url("/x"))
+            .header("x-k", k.to_string())
+            .send()
+            .unwrap()
+    };
+    let key_of_a = (0..100)
+        .find(|k| get(*k).headers()["x-upstream"] == "a")
+        .expect("some key hashes to a");
+    // `a` now has a pooled keep-alive connection, and starts dropping every
+    // request it reads (as a killed process would).
+    let before = a.hits();
+    a.set_reset(true);
+    let r = get(key_of_a);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-upstream"],
+        "b",
+        "the retry went to another target"
+    );
+    assert_eq!(
+        a.hits(),
+        before + 1,
+        "the reused connection to `a` was tried once"
+    );
+}
