@@ -21,6 +21,12 @@ pub(crate) struct Matched {
 
 /// Routes `req` as if its method were `method` (a CORS preflight is routed
 /// on the method it asks about).
+/// `http://...` or `https://...` (any case): an absolute-form target.
+fn is_absolute_form(raw: &[u8]) -> bool {
+    let lower = |n: usize| raw.get(..n).map(<[u8]>::to_ascii_lowercase);
+    lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://")
+}
+
 pub(super) fn route_request(
     snap: &Snapshot,
     req: &RequestHeader,
@@ -46,9 +52,12 @@ pub(super) fn route_request(
         route.strip_prefix.as_deref(),
         route.add_prefix.as_deref(),
     );
-    // Rewrite the target when the path changed or the client used absolute form.
+    // Rewrite the target when the path changed or the client used absolute
+    // form (Pingora keeps scheme and authority off `uri` but sends the raw
+    // target upstream unless it is replaced; it has already checked that
+    // `Host` equals the authority, RFC 9112 §3.2.2).
     let upstream_uri =
-        if up_path != raw_path || req.uri.scheme().is_some() || req.uri.authority().is_some() {
+        if up_path != raw_path || req.uri.scheme().is_some() || is_absolute_form(req.raw_path()) {
             let target = match req.uri.query() {
                 Some(q) => format!("{up_path}?{q}"),
                 None => up_path.into_owned(),

@@ -110,3 +110,29 @@ fn a_reset_on_a_reused_connection_is_retried_on_another_target() {
         "the reused connection to `a` was tried once"
     );
 }
+
+#[test]
+fn absolute_form_targets_are_forwarded_in_origin_form_with_their_host() {
+    let up = Upstream::start("u");
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes:\n  - {{ name: x, match: {{ host: x.example }}, upstream: u }}\n",
+        up.addr
+    ));
+    let r = raw(gw.addr, b"GET http://x.example/a/echo?q=1 HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(r.status, 200, "routed on the target authority: {}", String::from_utf8_lossy(&r.body));
+    let seen = up.last();
+    assert_eq!(seen.target, "/a/echo?q=1", "origin form upstream");
+    assert_eq!(seen.header("host"), Some("x.example"), "the authority replaces Host");
+    assert_eq!(seen.header("x-forwarded-host"), Some("x.example"));
+    for bad in [
+        &b"GET http://user@x.example/a HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n"[..],
+        b"GET http://x.example/a HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+        b"GET http://x.ex%20ample/a HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = raw(gw.addr, bad).unwrap();
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(up.hits(), 1, "invalid authorities are never forwarded");
+    let r = raw(gw.addr, b"CONNECT x.example:443 HTTP/1.1\r\nHost: x.example:443\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(r.status, 405);
+}
