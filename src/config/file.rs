@@ -158,6 +158,7 @@ pub(super) struct ServerFile {
     pub max_body: Option<Text>,
     pub max_header_bytes: Option<Text>,
     pub header_timeout: Option<Text>,
+    pub body_timeout: Option<Text>,
     pub max_uri_bytes: Option<Text>,
     pub upstream_ca: Option<String>,
     pub resolver: Option<Vec<Text>>,

@@ -62,6 +62,8 @@ pub struct Limits {
     pub max_body: u64,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    /// The longest gap allowed between two reads of a request body.
+    pub body_timeout: Duration,
     pub max_uri_bytes: usize,
 }
 

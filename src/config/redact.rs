@@ -187,6 +187,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "max_body": s.limits.max_body,
             "max_header_bytes": s.limits.max_header_bytes,
             "header_timeout": format_duration(s.limits.header_timeout),
+            "body_timeout": format_duration(s.limits.body_timeout),
             "max_uri_bytes": s.limits.max_uri_bytes,
         },
         "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen.to_string(), "token": secret(&a.token)})),

@@ -34,6 +34,8 @@ pub(crate) enum GatewayError {
     HeadersTooLarge,
     /// Request target over `server.max_uri_bytes` (414).
     UriTooLong,
+    /// The request body stalled longer than `server.body_timeout` (408).
+    RequestTimeout,
     /// A CORS preflight from an origin the route does not allow (403).
     CorsRejected,
 }
@@ -50,6 +52,7 @@ impl GatewayError {
             PayloadTooLarge => 413,
             HeadersTooLarge => 431,
             UriTooLong => 414,
+            RequestTimeout => 408,
             CorsRejected => 403,
             Auth(AuthDenied::Unavailable) => 503,
             NotFound => 404,
@@ -82,6 +85,7 @@ impl GatewayError {
             PayloadTooLarge => "payload-too-large",
             HeadersTooLarge => "headers-too-large",
             UriTooLong => "uri-too-long",
+            RequestTimeout => "request-timeout",
             CorsRejected => "cors-origin-not-allowed",
         }
     }
@@ -103,6 +107,9 @@ impl GatewayError {
             PayloadTooLarge => "The request body is larger than this gateway accepts.".into(),
             HeadersTooLarge => "The request head is larger than this gateway accepts.".into(),
             UriTooLong => "The request target is longer than this gateway accepts.".into(),
+            RequestTimeout => {
+                "The request body stopped arriving; the request was abandoned.".into()
+            }
             CorsRejected => "This origin is not allowed to call this route.".into(),
             Auth(AuthDenied::Unauthorized { failure, .. }) => failure.detail().to_string(),
             Auth(AuthDenied::Forbidden { scopes }) => {
@@ -165,9 +172,10 @@ impl GatewayError {
                 _ => GatewayError::BadGateway,
             },
             ErrorSource::Downstream => match etype {
-                ReadError | WriteError | ConnectionClosed | ReadTimedout | WriteTimedout => {
-                    return None
-                }
+                // Heads are bounded by `Edge`; a downstream read timeout is
+                // a body that stalled past `body_timeout`.
+                ReadTimedout => GatewayError::RequestTimeout,
+                ReadError | WriteError | ConnectionClosed | WriteTimedout => return None,
                 _ => GatewayError::BadRequest("The request could not be read."),
             },
             ErrorSource::Internal | ErrorSource::Unset => match etype {

@@ -127,6 +127,9 @@ impl ProxyHttp for Gateway {
         ctx.request_id = forward::request_id(session.req_header());
         ctx.client = forward::ClientAddr::of(session, &snap.config.server.trusted_proxies);
         let checked = limits::check_head(session, &snap.config.server.limits);
+        // Each read of the body must come within `body_timeout` (HTTP/1;
+        // Pingora's default is 60 s, and it is a no-op for HTTP/2).
+        session.set_read_timeout(Some(snap.config.server.limits.body_timeout));
         ctx.snapshot = Some(snap);
         checked.map_err(|e| {
             // Oversized or ambiguous: answer (fail_to_proxy) and close.
@@ -332,6 +335,7 @@ impl ProxyHttp for Gateway {
                     | GatewayError::PayloadTooLarge
                     | GatewayError::HeadersTooLarge
                     | GatewayError::UriTooLong
+                    | GatewayError::RequestTimeout
                     | GatewayError::BadRequest(_)
             )
         ) || matches!(

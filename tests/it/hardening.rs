@@ -118,11 +118,24 @@ fn absolute_form_targets_are_forwarded_in_origin_form_with_their_host() {
         "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes:\n  - {{ name: x, match: {{ host: x.example }}, upstream: u }}\n",
         up.addr
     ));
-    let r = raw(gw.addr, b"GET http://x.example/a/echo?q=1 HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n").unwrap();
-    assert_eq!(r.status, 200, "routed on the target authority: {}", String::from_utf8_lossy(&r.body));
+    let r = raw(
+        gw.addr,
+        b"GET http://x.example/a/echo?q=1 HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "routed on the target authority: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let seen = up.last();
     assert_eq!(seen.target, "/a/echo?q=1", "origin form upstream");
-    assert_eq!(seen.header("host"), Some("x.example"), "the authority replaces Host");
+    assert_eq!(
+        seen.header("host"),
+        Some("x.example"),
+        "the authority replaces Host"
+    );
     assert_eq!(seen.header("x-forwarded-host"), Some("x.example"));
     for bad in [
         &b"GET http://user@x.example/a HTTP/1.1\r\nHost: x.example\r\nConnection: close\r\n\r\n"[..],
@@ -133,6 +146,43 @@ fn absolute_form_targets_are_forwarded_in_origin_form_with_their_host() {
         assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
     }
     assert_eq!(up.hits(), 1, "invalid authorities are never forwarded");
-    let r = raw(gw.addr, b"CONNECT x.example:443 HTTP/1.1\r\nHost: x.example:443\r\nConnection: close\r\n\r\n").unwrap();
+    let r = raw(
+        gw.addr,
+        b"CONNECT x.example:443 HTTP/1.1\r\nHost: x.example:443\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(r.status, 405);
+}
+
+#[test]
+fn a_stalled_request_body_gets_408_and_frees_the_upstream_connection() {
+    let up = Upstream::start("u");
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"], body_timeout: 400ms }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
+        up.addr
+    ));
+    // 100,000 bytes announced, 5 sent, then nothing (a slow-body client).
+    let r = raw(
+        gw.addr,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nhello",
+    )
+    .expect("an answer before the connection closes");
+    assert_eq!(r.status, 408);
+    assert!(String::from_utf8_lossy(&r.body).contains("request-timeout"));
+    // The stalled upstream connection was not pooled: the next request
+    // opens a fresh one and succeeds.
+    let conns = up.connections();
+    assert_eq!(client().get(gw.url("/x")).send().unwrap().status(), 200);
+    assert_eq!(up.connections(), conns + 1);
+    // A body that keeps coming within the timeout is fine.
+    let big = vec![b'x'; 256 * 1024];
+    assert_eq!(
+        client()
+            .post(gw.url("/x"))
+            .body(big)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }

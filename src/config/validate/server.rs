@@ -164,6 +164,11 @@ fn limits(s: &ServerFile, errs: &mut Errs) -> Limits {
             &s.header_timeout,
             Duration::from_secs(10),
         ),
+        body_timeout: errs.positive_duration(
+            &key("body_timeout"),
+            &s.body_timeout,
+            Duration::from_secs(30),
+        ),
         max_uri_bytes: errs.size(
             &key("max_uri_bytes"),
             &s.max_uri_bytes,
