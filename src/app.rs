@@ -5,6 +5,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::proxy::accept::Accept;
 use crate::proxy::edge::Edge;
 use crate::proxy::Gateway;
 use crate::runtime::{BuildError, GatewayState};
@@ -116,7 +117,11 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
         proxy: Arc::new(http),
         state: state.clone(),
     };
-    let mut proxy = Service::new("gatehouse proxy".to_string(), edge);
+    let accept = Accept {
+        edge: Arc::new(edge),
+        state: state.clone(),
+    };
+    let mut proxy = Service::new("gatehouse proxy".to_string(), accept);
     for addr in &listen {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }

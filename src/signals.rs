@@ -66,7 +66,17 @@ impl Signals {
             }
             // Let connections between requests notice the shutdown.
             std::thread::sleep(Duration::from_millis(100));
-            while state.metrics.inflight.get() > 0 {
+            // Requests in flight, and connections whose next (or first) head
+            // is still arriving: a connection accepted just before the
+            // listeners closed is served too. Pingora's grace period bounds it.
+            let busy = |s: &GatewayState| {
+                s.metrics.inflight.get() > 0
+                    || s.connections
+                        .awaiting_head
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        > 0
+            };
+            while busy(&state) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             log::info!("all requests drained, exiting");

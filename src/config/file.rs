@@ -160,6 +160,7 @@ pub(super) struct ServerFile {
     pub header_timeout: Option<Text>,
     pub body_timeout: Option<Text>,
     pub max_uri_bytes: Option<Text>,
+    pub max_connections: Option<usize>,
     pub upstream_ca: Option<String>,
     pub resolver: Option<Vec<Text>>,
 }

@@ -65,6 +65,8 @@ pub struct Limits {
     /// The longest gap allowed between two reads of a request body.
     pub body_timeout: Duration,
     pub max_uri_bytes: usize,
+    /// Client connections open at once; more are closed at accept.
+    pub max_connections: usize,
 }
 
 /// A header value with `${request_id}`, `${client_ip}`, `${route}` and

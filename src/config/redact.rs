@@ -189,6 +189,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "header_timeout": format_duration(s.limits.header_timeout),
             "body_timeout": format_duration(s.limits.body_timeout),
             "max_uri_bytes": s.limits.max_uri_bytes,
+            "max_connections": s.limits.max_connections,
         },
         "admin": c.admin.as_ref().map(|a| json!({"listen": a.listen.to_string(), "token": secret(&a.token)})),
         "logging": {

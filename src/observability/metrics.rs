@@ -105,6 +105,16 @@ const MIRROR_DROPPED: Spec = (
     "Mirrored copies dropped because 64 were already in flight",
     &["upstream"],
 );
+const CONNECTIONS_OPEN: Spec = (
+    "gatehouse_connections_open",
+    "Client connections open on the proxy listeners",
+    &[],
+);
+const CONNECTIONS_REJECTED: Spec = (
+    "gatehouse_connections_rejected_total",
+    "Client connections closed at accept because max_connections were open",
+    &[],
+);
 const CACHE_ENTRIES: Spec = ("gatehouse_cache_entries", "Responses in the cache", &[]);
 
 /// Every metric family gatehouse registers (besides `process_*`).
@@ -130,6 +140,8 @@ pub const FAMILIES: &[&str] = &[
     BUDGET_EXHAUSTED.0,
     OVERLOADED.0,
     MIRROR_DROPPED.0,
+    CONNECTIONS_OPEN.0,
+    CONNECTIONS_REJECTED.0,
 ];
 
 /// 100 µs to 30 s.
@@ -154,6 +166,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
+    pub connections_open: IntGauge,
+    pub connections_rejected: IntCounter,
     upstream_families: [IntCounterVec; 5],
     retries: IntCounterVec,
     statuses: Vec<String>,
@@ -258,6 +272,8 @@ impl Metrics {
             access_log_dropped: counter(&r, ACCESS_LOG_DROPPED),
             cache_bytes: gauge(&r, CACHE_BYTES),
             cache_entries: gauge(&r, CACHE_ENTRIES),
+            connections_open: gauge(&r, CONNECTIONS_OPEN),
+            connections_rejected: counter(&r, CONNECTIONS_REJECTED),
             upstream_families: [
                 DNS_FAILURES,
                 EJECTIONS,

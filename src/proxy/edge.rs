@@ -21,8 +21,33 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Set by the proxy once a request head has been parsed.
-pub(crate) struct HeadSignal(pub Arc<AtomicBool>);
+/// Set by the proxy once a request head has been parsed
+/// ([`HeadSignal::arrived`]).
+pub(crate) struct HeadSignal {
+    head: Arc<AtomicBool>,
+    /// The connection's first request: its peer, to tell `Accept`.
+    first_of: Option<std::net::SocketAddr>,
+    /// A later request, counted in `awaiting_head` while its head is read.
+    counted: bool,
+}
+
+impl HeadSignal {
+    /// The head is complete: stop the deadlines, update the drain counts.
+    pub(crate) fn arrived(&self, state: &GatewayState) {
+        if self.head.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.counted {
+            state
+                .connections
+                .awaiting_head
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+        if let Some(peer) = self.first_of {
+            super::accept::first_head_arrived(state, peer);
+        }
+    }
+}
 
 /// Left in the connection context after a request, so the next one on the
 /// same connection knows it may idle first.
@@ -53,22 +78,41 @@ impl HttpServerApp for Edge {
         let budget = server.limits.header_timeout.saturating_add(idle);
         drop(snap);
         let head = Arc::new(AtomicBool::new(false));
-        session.set_connection_user_context(Some(
-            Box::new(HeadSignal(head.clone())) as Box<dyn Any + Send + Sync>
-        ));
+        let first_of = if reused {
+            self.state
+                .connections
+                .awaiting_head
+                .fetch_add(1, Ordering::AcqRel);
+            None
+        } else {
+            session.client_addr().and_then(|a| a.as_inet()).copied()
+        };
+        let signal = HeadSignal {
+            head: head.clone(),
+            first_of,
+            counted: reused,
+        };
+        session.set_connection_user_context(Some(Box::new(HeadSignal {
+            head: head.clone(),
+            first_of,
+            counted: reused,
+        }) as Box<dyn Any + Send + Sync>));
         let deadline = async {
             tokio::time::sleep(budget).await;
             if head.load(Ordering::Acquire) {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = self.proxy.process_new_http(session, shutdown) => result,
             _ = deadline => {
                 log::debug!("request head not complete within {budget:?}: connection closed");
                 None
             }
-        }
+        };
+        // Ended before a head (closed, timed out): it is no longer awaited.
+        signal.arrived(&self.state);
+        result
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {

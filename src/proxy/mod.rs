@@ -18,6 +18,7 @@
 //!   the same `pipeline::response`.
 //! - `logging`: cache bookkeeping, metrics and the access log (`observe.rs`).
 
+pub(crate) mod accept;
 mod caching;
 pub(crate) mod ctx;
 pub(crate) mod edge;
@@ -103,7 +104,7 @@ impl ProxyHttp for Gateway {
         prev: Box<dyn std::any::Any + Send + Sync>,
     ) {
         if let Some(signal) = prev.downcast_ref::<edge::HeadSignal>() {
-            signal.0.store(true, std::sync::atomic::Ordering::Release);
+            signal.arrived(&self.state);
         }
     }
 

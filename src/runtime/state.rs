@@ -8,8 +8,24 @@ use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::tasks::Spawner;
 use crate::tls::CertResolver;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+/// Client connections of the proxy listeners, for `max_connections`, the
+/// whole-connection head deadline and the drain (`proxy/accept.rs`).
+#[derive(Default)]
+pub struct Connections {
+    pub open: AtomicUsize,
+    /// Connections accepted whose first request head has not arrived, and
+    /// requests whose head is being read: the drain waits for them too.
+    pub awaiting_head: AtomicUsize,
+    /// Per connection (by peer address) until its first head: set when it
+    /// arrives, so the accept deadline stops.
+    pub first_head: Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>,
+}
 
 pub struct GatewayState {
     pub snapshots: SnapshotHandle,
@@ -19,6 +35,7 @@ pub struct GatewayState {
     /// The listener certificate, present when `server.tls` is set.
     pub tls: Option<Arc<CertResolver>>,
     pub reloader: Reloader,
+    pub connections: Connections,
 }
 
 impl GatewayState {
@@ -43,6 +60,7 @@ impl GatewayState {
             access_log,
             tls,
             reloader: Reloader::new(config_path),
+            connections: Connections::default(),
         })
     }
 }

@@ -186,3 +186,86 @@ fn a_stalled_request_body_gets_408_and_frees_the_upstream_connection() {
         200
     );
 }
+
+fn closed_within(s: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    let start = std::time::Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return start.elapsed() < limit,
+        }
+    }
+}
+
+#[test]
+fn the_head_deadline_runs_from_accept_on_plain_and_h2c_listeners() {
+    use std::io::Write;
+    let up = Upstream::start("u");
+    for h2c in [false, true] {
+        let gw = gateway(&format!(
+            "server: {{ listen: [\"{{listen}}\"], header_timeout: 500ms, h2c: {h2c} }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
+            up.addr
+        ));
+        // Nothing at all, a partial request line (fewer bytes than an h2
+        // preface), a bare h2 preface without HEADERS.
+        let sends: [&[u8]; 3] = [
+            b"",
+            b"GET / HTTP/1.1\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ];
+        for bytes in sends {
+            if !h2c && bytes.starts_with(b"PRI") {
+                continue; // not HTTP/1: refused at once, rightly
+            }
+            let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+            s.write_all(bytes).unwrap();
+            let start = std::time::Instant::now();
+            assert!(
+                closed_within(&mut s, std::time::Duration::from_secs(5)),
+                "h2c={h2c}: {:?} was not closed",
+                String::from_utf8_lossy(bytes)
+            );
+            let took = start.elapsed();
+            assert!(
+                took >= std::time::Duration::from_millis(400),
+                "closed early: {took:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn over_max_connections_new_ones_are_closed_and_counted() {
+    let up = Upstream::start("u");
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"], max_connections: 3 }}\nadmin: {{ listen: \"{{admin}}\" }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
+        up.addr
+    ));
+    let idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        metric(&scrape(&gw), "gatehouse_connections_open", &[]) == 3.0
+    }));
+    let mut extra = std::net::TcpStream::connect(gw.addr).unwrap();
+    assert!(
+        closed_within(&mut extra, std::time::Duration::from_secs(5)),
+        "the 4th is closed at once"
+    );
+    assert_eq!(
+        metric(&scrape(&gw), "gatehouse_connections_rejected_total", &[]),
+        1.0
+    );
+    // The connections already open are served.
+    use std::io::{BufReader, Write};
+    let mut s = idle.into_iter().next().unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(s)).unwrap();
+    assert_eq!(r.status, 200);
+}

@@ -169,6 +169,14 @@ fn limits(s: &ServerFile, errs: &mut Errs) -> Limits {
             &s.body_timeout,
             Duration::from_secs(30),
         ),
+        max_connections: match s.max_connections {
+            Some(0) => {
+                errs.push(key("max_connections"), "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => 10_000,
+        },
         max_uri_bytes: errs.size(
             &key("max_uri_bytes"),
             &s.max_uri_bytes,
