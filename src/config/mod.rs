@@ -22,6 +22,12 @@ use std::path::Path;
 
 /// Reads and validates the config file at `path`.
 pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    // Refuse an oversized file before reading it into memory.
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.len() > MAX_FILE_BYTES as u64 {
+            return Err(too_big(meta.len()));
+        }
+    }
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.display().to_string(),
         source,
@@ -58,6 +64,23 @@ pub fn load_with_resolver(
     lookup: &dyn Fn(&str) -> Option<String>,
     resolve: validate::Resolve,
 ) -> Result<Config, LoadError> {
+    let too_deep = |(line, column): (usize, usize)| LoadError::Invalid {
+        errors: vec![ConfigError {
+            path: String::new(),
+            line: Some(line),
+            column: Some(column),
+            message: format!(
+                "mappings and sequences nest deeper than {} levels",
+                position::MAX_DEPTH
+            ),
+        }],
+    };
+    if text.len() > MAX_FILE_BYTES {
+        return Err(too_big(text.len() as u64));
+    }
+    if let Some(at) = position::flow_too_deep(text, position::MAX_DEPTH) {
+        return Err(too_deep(at));
+    }
     let text = env::substitute(text, lookup).map_err(|errs| LoadError::Invalid {
         errors: errs
             .into_iter()
@@ -69,7 +92,10 @@ pub fn load_with_resolver(
             })
             .collect(),
     })?;
-    let positions = Positions::index(&text);
+    if text.len() > MAX_FILE_BYTES {
+        return Err(too_big(text.len() as u64));
+    }
+    let positions = Positions::index(&text).map_err(too_deep)?;
     // An empty document is an empty mapping: every default applies.
     let parsed: file::FileConfig = if text.trim().is_empty() {
         file::FileConfig::default()
@@ -115,6 +141,20 @@ pub fn load_with_resolver(
                 })
                 .collect(),
         })
+    }
+}
+
+/// The largest config accepted (after `${VAR}` substitution).
+const MAX_FILE_BYTES: usize = 16 << 20;
+
+fn too_big(len: u64) -> LoadError {
+    LoadError::Invalid {
+        errors: vec![ConfigError {
+            path: String::new(),
+            line: None,
+            column: None,
+            message: format!("the config is {len} bytes, over the limit of 16 MiB"),
+        }],
     }
 }
 

@@ -112,17 +112,77 @@ impl MarkedEventReceiver for Collector {
     }
 }
 
+/// The deepest nesting of mappings and sequences a config may have. Far
+/// beyond any real config; it keeps validation linear in the file size
+/// (key paths grow with depth).
+pub(super) const MAX_DEPTH: usize = 64;
+
+/// Where flow collections (`[`, `{`) first nest deeper than `max`, found
+/// in one linear pass before any YAML parsing (the YAML scanner's
+/// simple-key look-ahead is quadratic in flow depth). Quoted text and
+/// comments are skipped.
+pub(super) fn flow_too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut col) = (0usize, 1usize, 0usize);
+    let (mut quote, mut escaped, mut comment, mut prev_space) = (None, false, false, true);
+    for ch in text.chars() {
+        col += 1;
+        if ch == '\n' {
+            (line, col, comment, prev_space) = (line + 1, 0, false, true);
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if q == '"' && ch == '\\' {
+                    escaped = true;
+                } else if ch == q {
+                    quote = None;
+                }
+            }
+            None => match ch {
+                '"' | '\'' => quote = Some(ch),
+                '#' if prev_space => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Some((line, col));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        prev_space = ch.is_whitespace();
+    }
+    None
+}
+
 impl Positions {
     /// Indexes `text`; a document the YAML parser rejects yields an empty index
-    /// (the deserialiser reports that error with its own position).
-    pub(super) fn index(text: &str) -> Self {
+    /// (the deserialiser reports that error with its own position). Nesting
+    /// deeper than [`MAX_DEPTH`] stops the walk: `Err` has its line and column.
+    pub(super) fn index(text: &str) -> Result<Self, (usize, usize)> {
         let mut c = Collector {
             stack: Vec::new(),
             map: HashMap::new(),
         };
         let mut parser = Parser::new_from_str(text);
-        let _ = parser.load(&mut c, false);
-        Positions { map: c.map }
+        while let Ok((ev, mark)) = parser.next_token() {
+            let opens = matches!(ev, Event::MappingStart(..) | Event::SequenceStart(..));
+            if opens && c.stack.len() >= MAX_DEPTH {
+                return Err((mark.line(), mark.col() + 1));
+            }
+            let end = matches!(ev, Event::StreamEnd);
+            c.on_event(ev, mark);
+            if end {
+                break;
+            }
+        }
+        Ok(Positions { map: c.map })
     }
 
     /// Position of `path`, or of its key, or of the nearest ancestor that exists.
@@ -152,11 +212,27 @@ mod tests {
     #[test]
     fn finds_nested_paths() {
         let text = "server:\n  listen: [\"a\", \"b\"]\nroutes:\n  - name: x\n    upstream: u\n  - name: y\n    match: { path: /p }\n";
-        let p = Positions::index(text);
+        let p = Positions::index(text).unwrap();
         assert_eq!(p.find("server.listen[1]"), Some((2, 17)));
         assert_eq!(p.find("routes[0].upstream"), Some((5, 15)));
         assert_eq!(p.find("routes[1].match.path"), Some((7, 20)));
         // a missing key falls back to its parent
         assert_eq!(p.find("routes[1].upstream"), Some((6, 5)));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_position() {
+        let ok = format!(
+            "a: {}{}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(Positions::index(&ok).is_ok());
+        let deep = format!("a: {}", "[".repeat(100_000));
+        assert_eq!(flow_too_deep(&deep, MAX_DEPTH), Some((1, 4 + MAX_DEPTH)));
+        let quoted = format!("a: \"{}\" # {}\nb: [1]", "[".repeat(100), "{".repeat(100));
+        assert_eq!(flow_too_deep(&quoted, MAX_DEPTH), None);
+        let block = "a:\n  - b:\n      - [c, {d: e}]\n";
+        assert_eq!(flow_too_deep(block, MAX_DEPTH), None);
     }
 }

@@ -269,3 +269,44 @@ fn over_max_connections_new_ones_are_closed_and_counted() {
     let r = read_response(&mut BufReader::new(s)).unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn deep_nesting_and_huge_files_are_refused_quickly() {
+    for (name, text) in [
+        ("flow", format!("routes: {}", "[".repeat(200_000))),
+        ("block", format!("routes:\n{}x", "- ".repeat(50_000))),
+    ] {
+        let start = std::time::Instant::now();
+        let out = check_text(&text);
+        eprintln!("{name} nesting of 200 KB refused in {:?}", start.elapsed());
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("nest deeper than 64 levels") && err.contains("line"),
+            "{name}: {err}"
+        );
+    }
+    let huge = format!("{ROUTED}# {}\n", "x".repeat(17 << 20));
+    let out = check_text(&huge);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("over the limit of 16 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_of_10000_routes_validates_in_linear_time() {
+    let mut text = String::from("upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("  - {{ name: r{i}, match: {{ path_prefix: /svc{i}/api, methods: [GET] }}, upstream: u }}\n"));
+    }
+    let start = std::time::Instant::now();
+    let cfg = gatehouse::config::load_str(&text).unwrap();
+    eprintln!(
+        "10,000 routes ({} KB) validated in {:?}",
+        text.len() / 1024,
+        start.elapsed()
+    );
+    assert_eq!(cfg.routes.len(), 10_000);
+}
