@@ -186,6 +186,11 @@ fn parse_ref(s: &[char]) -> Result<(String, Option<String>, usize), String> {
         Some((n, d)) => (n.to_string(), Some(d.to_string())),
         None => (inner.clone(), None),
     };
+    if default.as_deref().is_some_and(|d| d.contains("${")) {
+        return Err(format!(
+            "nested references (`${{{name}:-${{...}}}}`) are not supported: give a literal default"
+        ));
+    }
     let valid = is_template_var(&name)
         || (name
             .chars()
@@ -292,6 +297,13 @@ mod tests {
         assert_eq!(sub("a: ${NOPE:-dflt}\n").unwrap(), "a: dflt\n");
         assert_eq!(sub("a: ${EMPTY:-dflt}\n").unwrap(), "a: dflt\n");
         assert_eq!(sub("a: ${NOPE:-}\n").unwrap(), "a: \n");
+        let nested = sub("a: ${NOPE:-${OTHER}}\n").unwrap_err();
+        assert!(
+            nested
+                .iter()
+                .any(|e| e.message.contains("nested references")),
+            "{nested:?}"
+        );
         assert_eq!(sub("threads: ${NUM}\n").unwrap(), "threads: 4\n");
         assert_eq!(
             sub("url: redis://${PLAIN}:6379\n").unwrap(),

@@ -163,6 +163,7 @@ pub(super) struct ServerFile {
     pub max_connections: Option<usize>,
     pub upstream_ca: Option<String>,
     pub resolver: Option<Vec<Text>>,
+    pub underscores_in_headers: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// HTTP/2 over cleartext (prior knowledge) on the plain listeners.
     pub h2c: bool,
+    /// Keep request headers whose names contain `_` (`underscores_in_headers: allow`).
+    pub underscores_in_headers: bool,
     pub limits: Limits,
     /// PEM bundle trusted for upstream TLS instead of the system roots.
     pub upstream_ca: Option<String>,

@@ -184,6 +184,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "h2c": s.h2c,
             "upstream_ca": s.upstream_ca,
             "resolver": s.resolver.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "underscores_in_headers": if s.underscores_in_headers { "allow" } else { "drop" },
             "max_body": s.limits.max_body,
             "max_header_bytes": s.limits.max_header_bytes,
             "header_timeout": format_duration(s.limits.header_timeout),

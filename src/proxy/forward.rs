@@ -2,6 +2,7 @@
 //! (trusted proxies and `X-Forwarded-For`), the upstream path, and the
 //! identity headers a client may not send.
 
+use super::errors::GatewayError;
 use ipnet::IpNet;
 use pingora::proxy::Session;
 use std::borrow::Cow;
@@ -84,6 +85,71 @@ pub(crate) fn client_ip(peer: IpAddr, xff: &[&str], trusted: &[IpNet]) -> IpAddr
         }
     }
     client
+}
+
+/// Headers gatehouse sets itself: a client's `Connection` may not name
+/// them (Pingora would refuse the request; they are simply not removed).
+const SET_BY_GATEHOUSE: [&str; 5] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
+/// Before any policy: two `Authorization` headers are ambiguous (400);
+/// header names with `_` are dropped unless allowed (as nginx does);
+/// `Connection` tokens naming headers gatehouse sets are ignored.
+pub(crate) fn sanitize(
+    req: &mut pingora::http::RequestHeader,
+    allow_underscores: bool,
+) -> Result<(), GatewayError> {
+    let mut auth = req.headers.get_all(http::header::AUTHORIZATION).iter();
+    if auth.next().is_some() && auth.next().is_some() {
+        return Err(GatewayError::BadRequest(
+            "Two Authorization headers make the credentials ambiguous.",
+        ));
+    }
+    if !allow_underscores && req.headers.keys().any(|k| k.as_str().contains('_')) {
+        let drop: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .cloned()
+            .collect();
+        for k in drop {
+            req.remove_header(&k);
+        }
+    }
+    match connection_without_protected(req) {
+        Some(Some(v)) => req
+            .insert_header(http::header::CONNECTION, v)
+            .map_err(|_| GatewayError::BadRequest("The Connection header is invalid."))?,
+        Some(None) => {
+            req.remove_header(&http::header::CONNECTION);
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// The `Connection` value without tokens naming headers gatehouse sets:
+/// `None` when nothing changes, `Some(None)` when nothing is left.
+fn connection_without_protected(req: &pingora::http::RequestHeader) -> Option<Option<String>> {
+    let values = req.headers.get_all(http::header::CONNECTION);
+    let mut tokens: Vec<&str> = Vec::new();
+    let mut changed = false;
+    for v in values {
+        for t in v.to_str().unwrap_or("").split(',') {
+            let t = t.trim();
+            if SET_BY_GATEHOUSE.iter().any(|p| t.eq_ignore_ascii_case(p)) {
+                changed = true;
+            } else if !t.is_empty() {
+                tokens.push(t);
+            }
+        }
+    }
+    changed.then(|| (!tokens.is_empty()).then(|| tokens.join(", ")))
 }
 
 /// Removes identity headers (and their `_` spellings, which some upstream

@@ -38,7 +38,13 @@ pub(super) async fn request(
     cx: &mut RequestCtx,
 ) -> Result<Answer, GatewayError> {
     let snap = cx.snapshot.as_deref().ok_or(GatewayError::Internal)?;
-    // 1. Before any policy: a client can never supply its own identity.
+    // 1. Before any policy: ambiguous credentials, `_` header names and
+    //    `Connection` tricks are dealt with; a client can never supply its
+    //    own identity.
+    forward::sanitize(
+        session.req_header_mut(),
+        snap.config.server.underscores_in_headers,
+    )?;
     forward::strip_identity_headers(session.req_header_mut(), &snap.identity_headers);
     // 2. Route on the normalised path (404/405/400). A CORS preflight is
     //    routed on the method it asks about.

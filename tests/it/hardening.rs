@@ -310,3 +310,131 @@ fn a_config_of_10000_routes_validates_in_linear_time() {
     );
     assert_eq!(cfg.routes.len(), 10_000);
 }
+
+fn echo_gateway(up: &Upstream, server_extra: &str) -> Gateway {
+    gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"]{server_extra} }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
+        up.addr
+    ))
+}
+
+#[test]
+fn headers_with_underscores_are_dropped_unless_allowed() {
+    let up = Upstream::start("u");
+    let gw = echo_gateway(&up, "");
+    let r = get_raw(gw.addr, "/x", "X_Custom: 1\r\nX-Normal: 2\r\n");
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x_custom"), None, "dropped as nginx does");
+    assert_eq!(seen.header("x-normal"), Some("2"));
+    let gw = echo_gateway(&up, ", underscores_in_headers: allow");
+    assert_eq!(get_raw(gw.addr, "/x", "X_Custom: 1\r\n").status, 200);
+    assert_eq!(up.last().header("x_custom"), Some("1"));
+}
+
+#[test]
+fn two_authorization_headers_are_ambiguous() {
+    let up = Upstream::start("u");
+    let gw = echo_gateway(&up, "");
+    let r = get_raw(
+        gw.addr,
+        "/x",
+        "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(up.hits(), 0);
+}
+
+#[test]
+fn connection_cannot_remove_headers_gatehouse_sets() {
+    let up = Upstream::start("u");
+    let gw = echo_gateway(&up, "");
+    let r = get_raw(
+        gw.addr,
+        "/x",
+        "Connection: keep-alive, X-Forwarded-For, X-Request-Id\r\nX-Other: 1\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    assert!(seen.header("x-forwarded-for").is_some());
+    assert!(seen.header("x-request-id").is_some());
+}
+
+const HS_SECRET: &str = "hardening-test-secret-0123456789abcdef";
+
+fn jwt_gateway(up: &Upstream) -> Gateway {
+    gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nauth:\n  hs: {{ type: jwt, algorithms: [HS256], secret: \"{HS_SECRET}\", forward_claims: {{ sub: X-User-Id }} }}\nroutes: [{{ name: r, upstream: u, auth: hs }}]\n",
+        up.addr
+    ))
+}
+
+#[test]
+fn a_claim_that_cannot_be_a_header_refuses_the_token() {
+    let up = Upstream::start("u");
+    let gw = jwt_gateway(&up);
+    for sub in ["alice\r\nX-Admin: 1", "bob\u{0}", "carol\nx"] {
+        let mut c = claims("x");
+        c["sub"] = serde_json::Value::from(sub);
+        let token = mint(jsonwebtoken::Algorithm::HS256, HS_SECRET, c, None);
+        let r = get_raw(gw.addr, "/x", &format!("Authorization: Bearer {token}\r\n"));
+        assert_eq!(r.status, 401, "{sub:?}");
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+    }
+    assert_eq!(up.hits(), 0);
+    let token = mint(
+        jsonwebtoken::Algorithm::HS256,
+        HS_SECRET,
+        claims("dave"),
+        None,
+    );
+    assert_eq!(
+        get_raw(gw.addr, "/x", &format!("Authorization: Bearer {token}\r\n")).status,
+        200
+    );
+    assert_eq!(up.last().header("x-user-id"), Some("dave"));
+}
+
+#[test]
+fn only_the_base64url_alphabet_is_accepted_in_tokens() {
+    let up = Upstream::start("u");
+    let gw = jwt_gateway(&up);
+    let token = mint(
+        jsonwebtoken::Algorithm::HS256,
+        HS_SECRET,
+        claims("eve"),
+        None,
+    );
+    assert_eq!(
+        get_raw(gw.addr, "/x", &format!("Authorization: Bearer {token}\r\n")).status,
+        200
+    );
+    let (head, rest) = token.split_once('.').unwrap();
+    // The same bytes with padding, or in the standard alphabet where it differs.
+    let padded = format!("{head}=.{rest}");
+    let padded_signature = format!("{token}=");
+    let std_alphabet = token.replace('-', "+").replace('_', "/");
+    for bad in [padded, padded_signature, std_alphabet]
+        .iter()
+        .filter(|t| **t != token)
+    {
+        let r = get_raw(gw.addr, "/x", &format!("Authorization: Bearer {bad}\r\n"));
+        assert_eq!(r.status, 401, "{bad}");
+    }
+}
+
+#[test]
+fn nested_env_defaults_are_named_and_refused() {
+    let out = check_text(&format!(
+        "server: {{ listen: [\"${{A:-${{B}}}}\"] }}\n{ROUTED}"
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nested references") && err.contains("not supported"),
+        "{err}"
+    );
+}

@@ -66,6 +66,17 @@ pub(super) fn server(s: &ServerFile, base: &Path, errs: &mut Errs) -> ServerConf
             .as_ref()
             .map(|f| readable(errs, &key("upstream_ca"), f, base, "CERTIFICATE")),
         resolver: resolver(s, errs),
+        underscores_in_headers: match s.underscores_in_headers.as_deref() {
+            None | Some("drop") => false,
+            Some("allow") => true,
+            Some(other) => {
+                errs.push(
+                    key("underscores_in_headers"),
+                    format!("unknown underscores_in_headers `{other}` (drop, allow)"),
+                );
+                false
+            }
+        },
     }
 }
 

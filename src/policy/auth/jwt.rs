@@ -90,6 +90,11 @@ pub fn parse_header(token: &str) -> Result<(Algorithm, Option<String>), JwtError
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::Malformed);
     }
+    // RFC 7515: the three parts are base64url without padding, nothing else.
+    let url_safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if !token.bytes().all(url_safe) {
+        return Err(JwtError::Malformed);
+    }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -293,13 +293,25 @@ impl RouteAuth {
                 scopes: self.scopes.join(" "),
             });
         }
-        let headers = p
-            .forward_claims
-            .iter()
-            .filter_map(|(claim, h)| {
-                Some((h.clone(), jwt::claim_header_value(claims.get(claim)?)?))
-            })
-            .collect();
+        // A forwarded claim that cannot be a header value (CR, LF, NUL...)
+        // refuses the token: it must not pass without its identity header.
+        let mut headers = Vec::with_capacity(p.forward_claims.len());
+        for (claim, h) in &p.forward_claims {
+            let Some(v) = claims.get(claim).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            match jwt::claim_header_value(v) {
+                Some(value) => headers.push((h.clone(), value)),
+                None => {
+                    let failure = AuthFailure::Malformed;
+                    let detail = failure.detail().trim_end_matches('.');
+                    return Err(AuthDenied::Unauthorized {
+                        failure,
+                        challenges: self.challenges(Some(detail)),
+                    });
+                }
+            }
+        }
         Ok(Identity {
             user: claims
                 .get("sub")
