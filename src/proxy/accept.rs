@@ -98,19 +98,12 @@ impl ServerApp for Accept {
             peer,
             first: first.clone(),
         };
-        let deadline = async {
-            tokio::time::sleep(budget).await;
-            if first.load(Ordering::Acquire) {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            reuse = self.edge.process_new(stream, shutdown) => reuse,
-            _ = deadline => {
-                log::debug!("no complete request head within {budget:?} of accept: connection closed");
-                None
-            }
-        }
+        let served =
+            super::edge::until_head(self.edge.process_new(stream, shutdown), budget, &first);
+        served.await.unwrap_or_else(|| {
+            log::debug!("no complete request head within {budget:?} of accept: connection closed");
+            None
+        })
     }
 
     async fn cleanup(&self) {

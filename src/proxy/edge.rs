@@ -18,6 +18,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use std::any::Any;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -56,6 +57,31 @@ pub(crate) struct Reused;
 pub(crate) struct Edge {
     pub proxy: Arc<HttpProxy<Gateway>>,
     pub state: Arc<GatewayState>,
+}
+
+/// Runs `inner`, giving up (`None`) if `head` is still unset after
+/// `budget`. Once `head` is set the timer is dropped and never polled again:
+/// a `select!` would poll it on every wake-up of the connection's task.
+pub(crate) async fn until_head<F: Future>(
+    inner: F,
+    budget: std::time::Duration,
+    head: &AtomicBool,
+) -> Option<F::Output> {
+    let mut inner = std::pin::pin!(inner);
+    let mut timer = Some(Box::pin(tokio::time::sleep(budget)));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = inner.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        if head.load(Ordering::Acquire) {
+            timer = None;
+        }
+        match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+            Some(std::task::Poll::Ready(())) => std::task::Poll::Ready(None),
+            _ => std::task::Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[async_trait]
@@ -97,19 +123,15 @@ impl HttpServerApp for Edge {
             first_of,
             counted: reused,
         }) as Box<dyn Any + Send + Sync>));
-        let deadline = async {
-            tokio::time::sleep(budget).await;
-            if head.load(Ordering::Acquire) {
-                std::future::pending::<()>().await;
-            }
-        };
-        let result = tokio::select! {
-            result = self.proxy.process_new_http(session, shutdown) => result,
-            _ = deadline => {
-                log::debug!("request head not complete within {budget:?}: connection closed");
-                None
-            }
-        };
+        let served = until_head(
+            self.proxy.process_new_http(session, shutdown),
+            budget,
+            &head,
+        );
+        let result = served.await.unwrap_or_else(|| {
+            log::debug!("request head not complete within {budget:?}: connection closed");
+            None
+        });
         // Ended before a head (closed, timed out): it is no longer awaited.
         signal.arrived(&self.state);
         result

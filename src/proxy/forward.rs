@@ -104,13 +104,21 @@ pub(crate) fn sanitize(
     req: &mut pingora::http::RequestHeader,
     allow_underscores: bool,
 ) -> Result<(), GatewayError> {
-    let mut auth = req.headers.get_all(http::header::AUTHORIZATION).iter();
-    if auth.next().is_some() && auth.next().is_some() {
+    // One pass over the names finds all three cases (usually none).
+    let (mut auths, mut underscores, mut connection) = (0, false, false);
+    for k in req.headers.keys() {
+        match *k {
+            http::header::AUTHORIZATION => auths += req.headers.get_all(k).iter().count(),
+            http::header::CONNECTION => connection = true,
+            _ => underscores |= k.as_str().as_bytes().contains(&b'_'),
+        }
+    }
+    if auths > 1 {
         return Err(GatewayError::BadRequest(
             "Two Authorization headers make the credentials ambiguous.",
         ));
     }
-    if !allow_underscores && req.headers.keys().any(|k| k.as_str().contains('_')) {
+    if !allow_underscores && underscores {
         let drop: Vec<http::HeaderName> = req
             .headers
             .keys()
@@ -120,6 +128,9 @@ pub(crate) fn sanitize(
         for k in drop {
             req.remove_header(&k);
         }
+    }
+    if !connection {
+        return Ok(());
     }
     match connection_without_protected(req) {
         Some(Some(v)) => req
