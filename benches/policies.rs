@@ -149,6 +149,7 @@ fn bookkeeping(c: &mut Criterion) {
         auth_reasons: &[],
         cache_results: &[],
         limits: &[],
+        ip_rules: false,
     });
     c.bench_function("metrics/histogram_resolved_once", |b| {
         b.iter(|| child.duration.observe(black_box(0.0012)))
@@ -162,5 +163,45 @@ fn bookkeeping(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cache_key, transforms, access_log, bookkeeping);
+/// `allow_ips` / `deny_ips` with 10,000 CIDRs each (IPv4 and IPv6 mixed):
+/// one binary search per family, against a linear scan of the same list.
+fn ip_rules(c: &mut Criterion) {
+    use gatehouse::bench::IpRules;
+    use ipnet::IpNet;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let nets: Vec<IpNet> = (0..10_000u32)
+        .map(|i| {
+            let ip = if i % 4 == 0 {
+                IpAddr::V6(Ipv6Addr::from(
+                    (0x2001_0db8u128 << 96) | (u128::from(i) << 64),
+                ))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761)))
+            };
+            let len = if ip.is_ipv4() { 24 + (i % 9) as u8 } else { 64 };
+            IpNet::new(ip, len).unwrap().trunc()
+        })
+        .collect();
+    let rules = IpRules::new(&nets, &nets[..100]).unwrap();
+    let hit: IpAddr = nets[5000].addr();
+    let miss: IpAddr = "198.51.100.77".parse().unwrap();
+    c.bench_function("ip_rules/10k_cidrs_hit", |b| {
+        b.iter(|| rules.allows(black_box(Some(hit))))
+    });
+    c.bench_function("ip_rules/10k_cidrs_miss", |b| {
+        b.iter(|| rules.allows(black_box(Some(miss))))
+    });
+    c.bench_function("ip_rules/10k_cidrs_linear_scan_for_comparison", |b| {
+        b.iter(|| nets.iter().any(|n| n.contains(black_box(&miss))))
+    });
+}
+
+criterion_group!(
+    benches,
+    cache_key,
+    transforms,
+    access_log,
+    bookkeeping,
+    ip_rules
+);
 criterion_main!(benches);

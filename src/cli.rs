@@ -53,6 +53,10 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+        log::warn!("config: {w}");
+    }
     if args.test {
         println!("config OK");
         return 0;

@@ -48,6 +48,7 @@ pub mod bench {
     pub use crate::policy::auth::jwt::{parse_header, JwtProvider};
     pub use crate::policy::auth::{Provider, ProviderKind};
     pub use crate::policy::cache::{storable, variance, Storable};
+    pub use crate::policy::ip_rules::{IpRules, PrefixSet};
     pub use crate::policy::rate_limit::{check, Limit, RedisStore};
     pub use crate::policy::{cors, headers};
     pub use crate::router::{RouteOutcome, RouteRequest, Router};

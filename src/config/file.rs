@@ -295,6 +295,10 @@ pub(super) struct RouteFile {
     pub cors: Option<CorsFile>,
     #[serde(default)]
     pub websocket: bool,
+    #[serde(default)]
+    pub allow_ips: Vec<Text>,
+    #[serde(default)]
+    pub deny_ips: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]

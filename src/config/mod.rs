@@ -122,7 +122,17 @@ pub fn load_with_resolver(
         })?
     };
     let mut errs = validate::Errs::new(resolve);
-    let config = validate::validate(parsed, base, &mut errs);
+    let mut config = validate::validate(parsed, base, &mut errs);
+    let placed = |(path, message): (String, String)| {
+        let pos = positions.find(&path);
+        ConfigError {
+            path,
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            message,
+        }
+    };
+    config.warnings = errs.take_warnings().into_iter().map(placed).collect();
     if errs.count() == 0 {
         Ok(config)
     } else {

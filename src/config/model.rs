@@ -18,6 +18,9 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     pub cache: CacheConfig,
     pub routes: Vec<RouteConfig>,
+    /// Keys that have no effect where they are (printed by `-t` and at
+    /// start, never an error).
+    pub warnings: Vec<super::ConfigError>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -349,6 +352,9 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// Proxy `Upgrade: websocket` handshakes (off: the upgrade is refused).
     pub websocket: bool,
+    /// Client IPs/CIDRs allowed (empty: any) and denied (deny wins).
+    pub allow_ips: Vec<ipnet::IpNet>,
+    pub deny_ips: Vec<ipnet::IpNet>,
 }
 
 /// Where a route sends its requests.

@@ -146,6 +146,8 @@ fn route(r: &RouteConfig) -> Value {
             RouteUpstream::One(_) => None,
         },
         "split_key": r.split_key.as_ref().map(hash_key),
+        "allow_ips": r.allow_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "deny_ips": r.deny_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
         "mirror": r.mirror.as_ref().map(|m| json!({"upstream": m.upstream, "percent": format!("{}%", m.percent)})),
         "strip_prefix": r.strip_prefix,
         "add_prefix": r.add_prefix,

@@ -53,6 +53,60 @@ pub(crate) fn request_host(req: &RequestHeader) -> Option<&str> {
     }
 }
 
+/// A `Host` value is `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a
+/// reg-name, IPv4 or `[IPv6]`, and an optional port of digits. Spaces,
+/// `/`, `@`, `?`, `#`, `\\` and other delimiters make it invalid.
+pub(crate) fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(end) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &v[1..end];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return false;
+        }
+        match &v[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&b"x"[..], port),
+            _ => return false,
+        }
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i + 1..]),
+            None => (v, &b""[..]),
+        }
+    };
+    let reg_name = |b: &u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            )
+    };
+    !host.is_empty()
+        && host.iter().all(reg_name)
+        && port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+}
+
 /// `https` when the client connection is TLS, else `http`.
 pub(crate) fn scheme(session: &Session) -> &'static str {
     let tls = session.digest().and_then(|d| d.ssl_digest.as_ref());
@@ -131,6 +185,27 @@ pub(crate) fn claim_text(v: &Value) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "a.example",
+            "a.example:8080",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:443",
+            "x_y.example",
+            "a",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "", "a b", "a/b", "user@a", "a?b", "a#b", "a:80x", "[::1", "[zz]", "a\\b", ":80",
+            "a:123456",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn request_ids() {

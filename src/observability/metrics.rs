@@ -48,6 +48,11 @@ const RATE_LIMITED: Spec = (
     "Requests over a rate limit",
     &["route", "limit"],
 );
+const ACCESS_DENIED: Spec = (
+    "gatehouse_access_denied_total",
+    "Requests refused by a route's allow_ips / deny_ips",
+    &["route"],
+);
 const CACHE_LOOKUPS: Spec = (
     "gatehouse_cache_lookups_total",
     "Cache lookups by result",
@@ -142,6 +147,7 @@ pub const FAMILIES: &[&str] = &[
     MIRROR_DROPPED.0,
     CONNECTIONS_OPEN.0,
     CONNECTIONS_REJECTED.0,
+    ACCESS_DENIED.0,
 ];
 
 /// 100 µs to 30 s.
@@ -168,6 +174,7 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     pub connections_open: IntGauge,
     pub connections_rejected: IntCounter,
+    access_denied: IntCounterVec,
     upstream_families: [IntCounterVec; 5],
     retries: IntCounterVec,
     statuses: Vec<String>,
@@ -197,6 +204,8 @@ pub struct RouteMetrics {
     pub cache: Box<[IntCounter]>,
     /// One per rate limit of the route, in the route's order.
     pub limited: Box<[IntCounter]>,
+    /// Refusals by the route's IP rules (`None` without them).
+    pub access_denied: Option<IntCounter>,
 }
 
 /// What [`Metrics::route`] resolves for one route.
@@ -205,6 +214,8 @@ pub struct RouteLabels<'a> {
     pub auth_reasons: &'a [&'a str],
     pub cache_results: &'a [&'a str],
     pub limits: &'a [&'a str],
+    /// The route has `allow_ips` / `deny_ips`.
+    pub ip_rules: bool,
 }
 
 /// Registers `m` (names are constants, so neither step can fail).
@@ -274,6 +285,7 @@ impl Metrics {
             cache_entries: gauge(&r, CACHE_ENTRIES),
             connections_open: gauge(&r, CONNECTIONS_OPEN),
             connections_rejected: counter(&r, CONNECTIONS_REJECTED),
+            access_denied: counters(&r, ACCESS_DENIED),
             upstream_families: [
                 DNS_FAILURES,
                 EJECTIONS,
@@ -305,6 +317,9 @@ impl Metrics {
             auth: by(&self.auth_failures, l.auth_reasons),
             cache: by(&self.cache_lookups, l.cache_results),
             limited: by(&self.rate_limited, l.limits),
+            access_denied: l
+                .ip_rules
+                .then(|| self.access_denied.with_label_values(&[l.route])),
         }
     }
 
@@ -378,6 +393,7 @@ mod tests {
         m.upstream_requests.with_label_values(&["u", "t", "200"]);
         m.upstream_healthy.with_label_values(&["u", "t"]);
         m.upstream("u", &["connect"]);
+        m.access_denied.with_label_values(&["r"]);
         let mut registered: Vec<String> = m
             .registry
             .gather()

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod cache;
 pub mod cors;
 pub mod headers;
+pub(crate) mod ip_rules;
 pub(crate) mod rate_limit;
 pub(crate) mod retry;
 pub(crate) mod split;

@@ -38,6 +38,8 @@ pub(crate) enum GatewayError {
     RequestTimeout,
     /// A CORS preflight from an origin the route does not allow (403).
     CorsRejected,
+    /// The client IP is outside the route's `allow_ips` or in `deny_ips` (403).
+    AccessDenied,
 }
 
 impl GatewayError {
@@ -53,7 +55,7 @@ impl GatewayError {
             HeadersTooLarge => 431,
             UriTooLong => 414,
             RequestTimeout => 408,
-            CorsRejected => 403,
+            CorsRejected | AccessDenied => 403,
             Auth(AuthDenied::Unavailable) => 503,
             NotFound => 404,
             MethodNotAllowed(_) => 405,
@@ -87,6 +89,7 @@ impl GatewayError {
             UriTooLong => "uri-too-long",
             RequestTimeout => "request-timeout",
             CorsRejected => "cors-origin-not-allowed",
+            AccessDenied => "access-denied",
         }
     }
 
@@ -111,6 +114,7 @@ impl GatewayError {
                 "The request body stopped arriving; the request was abandoned.".into()
             }
             CorsRejected => "This origin is not allowed to call this route.".into(),
+            AccessDenied => "This client address may not use this route.".into(),
             Auth(AuthDenied::Unauthorized { failure, .. }) => failure.detail().to_string(),
             Auth(AuthDenied::Forbidden { scopes }) => {
                 format!("The token lacks a required scope ({scopes}).")

@@ -104,14 +104,30 @@ pub(crate) fn sanitize(
     req: &mut pingora::http::RequestHeader,
     allow_underscores: bool,
 ) -> Result<(), GatewayError> {
-    // One pass over the names finds all three cases (usually none).
-    let (mut auths, mut underscores, mut connection) = (0, false, false);
+    // One pass over the names finds every case (usually none).
+    let (mut auths, mut hosts, mut underscores, mut connection) = (0, 0, false, false);
     for k in req.headers.keys() {
         match *k {
             http::header::AUTHORIZATION => auths += req.headers.get_all(k).iter().count(),
+            http::header::HOST => hosts += req.headers.get_all(k).iter().count(),
             http::header::CONNECTION => connection = true,
             _ => underscores |= k.as_str().as_bytes().contains(&b'_'),
         }
+    }
+    // RFC 9112 §3.2: exactly one valid Host on HTTP/1.1 (HTTP/2 carries
+    // :authority), at most one otherwise.
+    let host_ok = match hosts {
+        0 => req.version != http::Version::HTTP_11,
+        1 => req
+            .headers
+            .get(http::header::HOST)
+            .is_some_and(|h| crate::http::valid_host(h.as_bytes())),
+        _ => false,
+    };
+    if !host_ok {
+        return Err(GatewayError::BadRequest(
+            "The request needs exactly one valid Host header (host[:port]).",
+        ));
     }
     if auths > 1 {
         return Err(GatewayError::BadRequest(
@@ -161,6 +177,33 @@ fn connection_without_protected(req: &pingora::http::RequestHeader) -> Option<Op
         }
     }
     changed.then(|| (!tokens.is_empty()).then(|| tokens.join(", ")))
+}
+
+/// RFC 9110 §7.6.1: the headers an upstream response's `Connection` names
+/// are for that hop only; they (and `Connection`, `Keep-Alive`,
+/// `Proxy-Connection`) never reach the client. Framing headers stay: Pingora
+/// re-frames the body itself.
+pub(crate) fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
+    // A 101 switches protocols with `Connection: Upgrade`: that is the hop.
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let Some(conn) = resp.headers.get(http::header::CONNECTION) else {
+        return;
+    };
+    let named: Vec<http::HeaderName> = conn
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING)
+        .collect();
+    for n in named {
+        resp.remove_header(&n);
+    }
+    resp.remove_header(&http::header::CONNECTION);
+    resp.remove_header("keep-alive");
+    resp.remove_header("proxy-connection");
 }
 
 /// Removes identity headers (and their `_` spellings, which some upstream

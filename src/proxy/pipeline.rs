@@ -53,6 +53,19 @@ pub(super) async fn request(
     let matched = route::route_request(snap, req, preflight.as_ref().unwrap_or(&req.method))?;
     let route = &snap.routes[matched.route];
     cx.matched = Some(matched);
+    // 2b. IP rules, before anything else the route does: 403, nothing sent.
+    if let Some(rules) = &route.ip_rules {
+        if !rules.allows(cx.client.ip) {
+            if let Some(c) = route
+                .metrics
+                .as_ref()
+                .and_then(|m| m.access_denied.as_ref())
+            {
+                c.inc();
+            }
+            return Err(GatewayError::AccessDenied);
+        }
+    }
     session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
     // 3. CORS preflight: answered here (204, or 403 for an origin the
     //    route does not allow), never proxied, no credentials needed.
@@ -126,8 +139,10 @@ pub(super) fn response(
         return Ok(());
     };
     // 4. The route's response transforms: proxied responses only; the
-    //    gateway's own answers are not transformed.
+    //    gateway's own answers are not transformed. Hop-by-hop headers
+    //    the upstream named in `Connection` go first.
     if let Source::Upstream = source {
+        forward::strip_response_hop_by_hop(resp);
         headers::apply_response(&route.response_headers, resp, &vars)?;
     }
     // 5. CORS: a browser can only read an answer (an error too) that the

@@ -10,6 +10,7 @@ use crate::config::{Config, CorsConfig, HashKey, HeaderTransform, RetryReason, R
 use crate::observability::metrics::{Metrics, RouteLabels, RouteMetrics};
 use crate::policy::auth::{self, jwks::JwksSource, AuthFailure, Provider, RouteAuth};
 use crate::policy::cache::CacheResult;
+use crate::policy::ip_rules::IpRules;
 use crate::policy::rate_limit::{Limit, RedisStore};
 use crate::router::Router;
 use crate::tasks::Spawner;
@@ -40,6 +41,8 @@ pub struct Route {
     pub response_headers: HeaderTransform,
     pub cors: Option<CorsConfig>,
     pub websocket: bool,
+    /// `allow_ips` / `deny_ips`; `None` when the route has neither.
+    pub ip_rules: Option<IpRules>,
     /// Resolved metric children; `None` without an admin listener.
     pub metrics: Option<RouteMetrics>,
 }
@@ -174,6 +177,7 @@ fn route_metrics(m: &Metrics, r: &RouteConfig, limits: &[Arc<Limit>]) -> RouteMe
         auth_reasons: if r.auth.is_some() { &reasons } else { &[] },
         cache_results: if r.cache.is_some() { &results } else { &[] },
         limits: &names,
+        ip_rules: !(r.allow_ips.is_empty() && r.deny_ips.is_empty()),
     })
 }
 
@@ -219,6 +223,7 @@ fn route(r: &RouteConfig, config: &Config, parts: &Parts<'_>, metrics: Option<&M
         response_headers: r.response_headers.clone(),
         cors: r.cors.clone(),
         websocket: r.websocket,
+        ip_rules: IpRules::new(&r.allow_ips, &r.deny_ips),
     }
 }
 

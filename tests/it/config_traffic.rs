@@ -48,8 +48,18 @@ fn split_errors() {
     assert_has(&zero, "at least one split weight must be above 0");
     let neither = route("    match: { path: /x }\n");
     assert_has(&neither, "a route needs `upstream` (or `split`)");
-    let key_alone = route("    upstream: a\n    split_key: header:X-U\n");
-    assert_has(&key_alone, "split_key is only used with `split`");
+    // A key with no effect is a warning, not an error.
+    let cfg = gatehouse::config::load_str(&format!(
+        "{UPSTREAMS}routes:\n  - name: r\n    upstream: a\n    split_key: header:X-U\n"
+    ))
+    .unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        w.iter().any(|w| w.contains("routes[0].split_key")
+            && w.contains("no effect")
+            && w.contains("line 7")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -105,4 +115,53 @@ fn errors_carry_lines() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("line 7"), "{e}");
+}
+
+#[test]
+fn a_bare_integer_cors_max_age_means_seconds() {
+    let cfg = gatehouse::config::load_str(&format!(
+        "{UPSTREAMS}routes:\n  - name: r\n    upstream: a\n    cors: {{ allow_origins: [\"https://a.example\"], max_age: 600 }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.routes[0].cors.as_ref().unwrap().max_age,
+        std::time::Duration::from_secs(600)
+    );
+    // Every other duration still needs its unit.
+    let e = errors("upstreams:\n  u: { targets: [\"127.0.0.1:1\"], connect_timeout: 5 }\nroutes:\n  - { name: r, upstream: u }\n");
+    assert_has(&e, "needs a unit");
+}
+
+/// `tests/fixtures/spec-example.yaml` is the example of SPEC.md "Config
+/// file", verbatim. Only its certificate paths are pointed at a real pair,
+/// and its elided `sha256: "9f86d08...e0f"` is written out in full.
+#[test]
+fn the_spec_example_passes_the_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let text = include_str!("../fixtures/spec-example.yaml")
+        .replace("/etc/gatehouse/tls/", &format!("{}/", dir.path().display()))
+        .replace(
+            "9f86d08...e0f",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        );
+    let file = dir.path().join("gatehouse.yaml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&file)
+        .env("JWT_SECRET", "a-secret-of-at-least-32-bytes-for-hs256!")
+        .env("PARTNER_A_KEY", "partner-a-key")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
+    assert!(
+        err.contains("warning: upstreams.") && err.contains("hash_key has no effect"),
+        "{err}"
+    );
 }

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod access;
 mod auth;
 mod auth_jwks;
 mod cache;

@@ -83,6 +83,7 @@ pub(super) enum Selector {
 /// resolver used for host names.
 pub(super) struct Errs {
     errors: Vec<(String, String)>,
+    warnings: Vec<(String, String)>,
     resolve: Resolve,
 }
 
@@ -90,8 +91,19 @@ impl Errs {
     pub(super) fn new(resolve: Resolve) -> Errs {
         Errs {
             errors: Vec::new(),
+            warnings: Vec::new(),
             resolve,
         }
+    }
+
+    /// A key that does nothing where it is: reported, not refused.
+    pub(super) fn warn(&mut self, path: impl fmt::Display, msg: impl Into<String>) {
+        self.warnings.push((path.to_string(), msg.into()));
+    }
+
+    /// The warnings gathered, with their key paths.
+    pub(super) fn take_warnings(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.warnings)
     }
 
     pub(super) fn push(&mut self, path: impl fmt::Display, msg: impl Into<String>) {
@@ -185,6 +197,24 @@ impl Errs {
             return default;
         }
         n
+    }
+
+    /// IPs and CIDRs (`10.0.0.0/8`, `192.168.1.7`, `2001:db8::/32`); a bare
+    /// IP is a /32 or /128. Host bits of a CIDR are ignored.
+    pub(super) fn cidrs(&mut self, path: &KeyPath, list: &[Text]) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            let v = t.0.trim();
+            let parsed = v
+                .parse::<ipnet::IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => out.push(n),
+                Err(_) => self.push(path.index(i), format!("invalid IP or CIDR `{v}`")),
+            }
+        }
+        out
     }
 
     /// A share written `20%` (or `20`), as a fraction 0..=1 within
@@ -348,6 +378,7 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
         redis,
         cache,
         routes,
+        warnings: Vec::new(),
     }
 }
 

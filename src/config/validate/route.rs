@@ -43,6 +43,8 @@ pub(super) fn route(
         response_headers: HeaderTransform::default(),
         cors: None,
         websocket: r.websocket,
+        allow_ips: errs.cidrs(&path.key("allow_ips"), &r.allow_ips),
+        deny_ips: errs.cidrs(&path.key("deny_ips"), &r.deny_ips),
     };
     policies(path, r, f, &mut cfg, errs);
     (errs.count() == before).then_some(cfg)

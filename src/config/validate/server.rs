@@ -103,22 +103,7 @@ fn resolver(s: &ServerFile, errs: &mut Errs) -> Vec<std::net::SocketAddr> {
 }
 
 fn trusted_proxies(s: &ServerFile, errs: &mut Errs) -> Vec<ipnet::IpNet> {
-    s.trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let v = t.0.trim();
-            let parsed = v
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            parsed
-                .map_err(|_| {
-                    let path = key("trusted_proxies").index(i);
-                    errs.push(path, format!("invalid IP or CIDR `{v}`"))
-                })
-                .ok()
-        })
-        .collect()
+    errs.cidrs(&key("trusted_proxies"), &s.trusted_proxies)
 }
 
 fn readable(

@@ -45,7 +45,10 @@ pub(super) fn traffic(path: &KeyPath, r: &RouteFile, f: &FileConfig, errs: &mut 
     };
     let split_key = r.split_key.as_deref().map(|k| {
         if r.split.is_none() {
-            errs.push(path.key("split_key"), "split_key is only used with `split`");
+            errs.warn(
+                path.key("split_key"),
+                "split_key has no effect without `split`",
+            );
         }
         super::upstream::hash_key(&path.key("split_key"), k, errs)
     });

@@ -24,9 +24,9 @@ pub(super) fn upstream(
         None => HashKey::ClientIp,
         Some(k) => {
             if balance != Balance::ConsistentHash {
-                errs.push(
+                errs.warn(
                     path.key("hash_key"),
-                    "hash_key is only used with `balance: consistent_hash`",
+                    "hash_key has no effect without `balance: consistent_hash`",
                 );
             }
             hash_key(&path.key("hash_key"), k, errs)
@@ -38,7 +38,7 @@ pub(super) fn upstream(
         .map(|h| health_check(&path.key("health_check"), h, errs));
     let tls = u.tls.unwrap_or(false);
     if u.sni.is_some() && !tls {
-        errs.push(path.key("sni"), "sni is only used with `tls: true`");
+        errs.warn(path.key("sni"), "sni has no effect without `tls: true`");
     }
     let host = u.host.clone();
     if let Some(h) = &host {
