@@ -122,6 +122,25 @@ pub(super) fn cors(path: &KeyPath, f: &CorsFile, errs: &mut Errs) -> CorsConfig 
     }
 }
 
+/// `cors.max_age`: a duration, or a bare integer meaning seconds (the unit
+/// of `Access-Control-Max-Age`, as Kong and Envoy users write it).
+fn max_age(path: &KeyPath, v: &Option<Text>, errs: &mut Errs) -> Duration {
+    let digits = v
+        .as_ref()
+        .map(|t| t.0.trim())
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+    match digits {
+        Some(d) => match d.parse::<u64>().map(Duration::from_secs) {
+            Ok(secs) if secs <= crate::config::units::MAX_DURATION => secs,
+            _ => {
+                errs.push(path, format!("`{d}` seconds is over the maximum of 30d"));
+                Duration::from_secs(600)
+            }
+        },
+        None => errs.duration(path, v, Duration::from_secs(600)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,24 +165,5 @@ mod tests {
             .contains("unknown variable"));
         assert!(template("${route").unwrap_err().contains("unterminated"));
         assert!(template("a\nb").is_err());
-    }
-}
-
-/// `cors.max_age`: a duration, or a bare integer meaning seconds (the unit
-/// of `Access-Control-Max-Age`, as Kong and Envoy users write it).
-fn max_age(path: &KeyPath, v: &Option<Text>, errs: &mut Errs) -> Duration {
-    let digits = v
-        .as_ref()
-        .map(|t| t.0.trim())
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
-    match digits {
-        Some(d) => match d.parse::<u64>().map(Duration::from_secs) {
-            Ok(secs) if secs <= crate::config::units::MAX_DURATION => secs,
-            _ => {
-                errs.push(path, format!("`{d}` seconds is over the maximum of 30d"));
-                Duration::from_secs(600)
-            }
-        },
-        None => errs.duration(path, v, Duration::from_secs(600)),
     }
 }
