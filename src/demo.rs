@@ -46,6 +46,11 @@ auth:
     issuer: https://demo.gatehouse.local
     audience: [shop-api]
     forward_claims: { sub: X-User-Id, scope: X-User-Scopes }
+  admin:
+    type: basic
+    users:
+      - { name: admin, hash: "{ADMIN_HASH}" }
+    forward_id: X-User-Id
 routes:
   - name: users
     match: { path_prefix: /api/users }
@@ -61,6 +66,12 @@ routes:
     upstream: orders
     strip_prefix: /api
     auth: { provider: demo, scopes: ["orders:read"] }
+  - name: admin
+    match: { path_prefix: /api/admin }
+    upstream: users
+    strip_prefix: /api
+    allow_ips: ["127.0.0.1", "::1"]
+    auth: admin
   - name: catalog
     match: { path_prefix: /api/catalog }
     split:
@@ -169,6 +180,24 @@ impl ServeHttp for DemoService {
     }
 }
 
+/// The demo's Basic-auth user: `admin` / [`DEMO_ADMIN_PASSWORD`], hashed
+/// at start (argon2id; the password is printed and public: demo use only).
+pub(crate) const DEMO_ADMIN_PASSWORD: &str = "demo-admin";
+
+fn admin_hash() -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt: Vec<u8> = (0..16).map(|_| fastrand::u8(..)).collect();
+    SaltString::encode_b64(&salt)
+        .ok()
+        .and_then(|salt| {
+            argon2::Argon2::default()
+                .hash_password(DEMO_ADMIN_PASSWORD.as_bytes(), &salt)
+                .ok()
+                .map(|h| h.to_string())
+        })
+        .unwrap_or_default()
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -185,7 +214,9 @@ pub(crate) fn run() -> i32 {
         ("{CATALOG_V1}", "catalog", "catalog-v1"),
         ("{CATALOG_V2}", "catalog", "catalog-v2"),
     ];
-    let mut text = DEMO_CONFIG.replace("{SECRET}", DEMO_SECRET);
+    let mut text = DEMO_CONFIG
+        .replace("{SECRET}", DEMO_SECRET)
+        .replace("{ADMIN_HASH}", &admin_hash());
     let mut ports = Vec::new();
     for (placeholder, _, _) in &services {
         match free_port() {
@@ -236,6 +267,8 @@ pub(crate) enum DemoToken {
     NoScope,
     /// `X-User-Id: 42`, the catalog split's sticky key.
     User,
+    /// Basic credentials of the demo admin.
+    Admin,
 }
 
 /// The requests the banner suggests: (method, path, token, what it shows).
@@ -286,6 +319,18 @@ pub(crate) const TRY: &[(&str, &str, DemoToken, &str)] = &[
     ),
     (
         "GET",
+        "/api/admin",
+        DemoToken::None,
+        "401: admin needs Basic auth (and a loopback client IP)",
+    ),
+    (
+        "GET",
+        "/api/admin",
+        DemoToken::Admin,
+        "200: Basic auth as admin, X-User-Id: admin forwarded",
+    ),
+    (
+        "GET",
         "/api/catalog",
         DemoToken::User,
         "split 90/10 between catalog v1 and v2; one X-User-Id, one version",
@@ -317,6 +362,12 @@ fn banner() -> String {
             DemoToken::Full => format!("-H 'Authorization: Bearer {full}' "),
             DemoToken::NoScope => format!("-H 'Authorization: Bearer {limited}' "),
             DemoToken::User => "-H 'X-User-Id: 42' ".to_string(),
+            DemoToken::Admin => {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD
+                    .encode(format!("admin:{DEMO_ADMIN_PASSWORD}"));
+                format!("-H 'Authorization: Basic {b64}' ")
+            }
         };
         let cmd = format!("curl -i --path-as-is {h}{m}http://127.0.0.1:8080{path}");
         lines.push(format!("  {cmd:<64} # {what}"));

@@ -348,6 +348,15 @@ pub(super) struct AuthFile {
     pub header: Option<String>,
     pub keys: Option<Vec<ApiKeyFile>>,
     pub forward_id: Option<String>,
+    // basic
+    pub users: Option<Vec<BasicUserFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BasicUserFile {
+    pub name: String,
+    pub hash: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

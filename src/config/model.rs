@@ -389,6 +389,22 @@ pub use jsonwebtoken::Algorithm;
 pub enum AuthConfig {
     Jwt(JwtConfig),
     ApiKey(ApiKeyConfig),
+    Basic(BasicConfig),
+}
+
+/// A password hash as written (PHC string or bcrypt `$2b$...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    Argon2id(String),
+    Bcrypt(String),
+}
+
+/// `type: basic`: HTTP Basic against hashed passwords.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicConfig {
+    /// (name, hash)
+    pub users: Vec<(String, PasswordHash)>,
+    pub forward_id: Option<HeaderName>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

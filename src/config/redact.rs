@@ -86,6 +86,11 @@ fn auth(a: &AuthConfig) -> Value {
             "keys": k.keys.iter().map(|e| json!({"id": e.id, "key": REDACTED})).collect::<Vec<_>>(),
             "forward_id": k.forward_id.as_ref().map(|h| h.as_str()),
         }),
+        AuthConfig::Basic(b) => json!({
+            "type": "basic",
+            "users": b.users.iter().map(|(n, _)| json!({"name": n, "hash": REDACTED})).collect::<Vec<_>>(),
+            "forward_id": b.forward_id.as_ref().map(|h| h.as_str()),
+        }),
     }
 }
 

@@ -11,6 +11,7 @@ mod support;
 
 mod access;
 mod auth;
+mod auth_basic;
 mod auth_jwks;
 mod cache;
 mod cli;

@@ -32,27 +32,34 @@ const GATEWAY_HEADERS: &[&str] = &[
 /// Whether a provider sets one key.
 type Present = fn(&AuthFile) -> bool;
 
-/// The keys only one provider `type` takes, and how to see one is set.
-const TYPE_KEYS: &[(&str, &str, Present)] = &[
-    ("header", "api_key", |a| a.header.is_some()),
-    ("keys", "api_key", |a| a.keys.is_some()),
-    ("forward_id", "api_key", |a| a.forward_id.is_some()),
-    ("algorithms", "jwt", |a| a.algorithms.is_some()),
-    ("secret", "jwt", |a| a.secret.is_some()),
-    ("public_key", "jwt", |a| a.public_key.is_some()),
-    ("jwks", "jwt", |a| a.jwks.is_some()),
-    ("issuer", "jwt", |a| a.issuer.is_some()),
-    ("audience", "jwt", |a| a.audience.is_some()),
-    ("leeway", "jwt", |a| a.leeway.is_some()),
-    ("forward_claims", "jwt", |a| a.forward_claims.is_some()),
-    ("token_cache", "jwt", |a| a.token_cache.is_some()),
+/// The keys only some provider `type`s take, and how to see one is set.
+const TYPE_KEYS: &[(&str, &[&str], Present)] = &[
+    ("header", &["api_key"], |a| a.header.is_some()),
+    ("keys", &["api_key"], |a| a.keys.is_some()),
+    ("forward_id", &["api_key", "basic"], |a| {
+        a.forward_id.is_some()
+    }),
+    ("users", &["basic"], |a| a.users.is_some()),
+    ("algorithms", &["jwt"], |a| a.algorithms.is_some()),
+    ("secret", &["jwt"], |a| a.secret.is_some()),
+    ("public_key", &["jwt"], |a| a.public_key.is_some()),
+    ("jwks", &["jwt"], |a| a.jwks.is_some()),
+    ("issuer", &["jwt"], |a| a.issuer.is_some()),
+    ("audience", &["jwt"], |a| a.audience.is_some()),
+    ("leeway", &["jwt"], |a| a.leeway.is_some()),
+    ("forward_claims", &["jwt"], |a| a.forward_claims.is_some()),
+    ("token_cache", &["jwt"], |a| a.token_cache.is_some()),
 ];
 
-/// Refuses keys of the other provider type.
-fn foreign_keys(path: &KeyPath, a: &AuthFile, kind: &str, errs: &mut Errs) {
-    for (key, owner, present) in TYPE_KEYS {
-        if *owner != kind && present(a) {
-            errs.push(path.key(key), format!("only for `type: {owner}` providers"));
+/// Refuses keys of the other provider types.
+pub(super) fn foreign_keys(path: &KeyPath, a: &AuthFile, kind: &str, errs: &mut Errs) {
+    for (key, owners, present) in TYPE_KEYS {
+        if !owners.contains(&kind) && present(a) {
+            let types: Vec<String> = owners.iter().map(|o| format!("`type: {o}`")).collect();
+            errs.push(
+                path.key(key),
+                format!("only for {} providers", types.join(" or ")),
+            );
         }
     }
 }
@@ -70,7 +77,7 @@ fn min_secret_len(a: Algorithm) -> usize {
 }
 
 /// An identity header: a valid name gatehouse does not set itself.
-fn identity_header(errs: &mut Errs, path: &KeyPath, name: &str) -> Option<HeaderName> {
+pub(super) fn identity_header(errs: &mut Errs, path: &KeyPath, name: &str) -> Option<HeaderName> {
     let h = errs.header_name(path, name)?;
     if GATEWAY_HEADERS.contains(&h.as_str()) {
         errs.push(
@@ -356,15 +363,16 @@ pub(super) fn providers(
         let cfg = match a.kind.as_deref() {
             Some("jwt") => jwt(&path, a, base, errs).map(AuthConfig::Jwt),
             Some("api_key") => api_key(&path, a, errs).map(AuthConfig::ApiKey),
+            Some("basic") => super::basic::basic(&path, a, errs).map(AuthConfig::Basic),
             Some(other) => {
                 errs.push(
                     path.key("type"),
-                    format!("unknown type `{other}` (jwt, api_key)"),
+                    format!("unknown type `{other}` (jwt, api_key, basic)"),
                 );
                 None
             }
             None => {
-                errs.push(path.key("type"), "required: `jwt` or `api_key`");
+                errs.push(path.key("type"), "required: `jwt`, `api_key` or `basic`");
                 None
             }
         };

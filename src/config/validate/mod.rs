@@ -5,6 +5,7 @@
 //! selectors and word choices) and [`KeyPath`].
 
 mod auth;
+mod basic;
 mod edge;
 mod limits;
 mod route;

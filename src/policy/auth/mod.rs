@@ -9,12 +9,14 @@
 //! authenticated JWT: a valid token without them is 403, not 401.
 
 pub(crate) mod apikey;
+pub(crate) mod basic;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod token_cache;
 
 use crate::config::{AuthConfig, RouteAuthConfig};
 use apikey::{ApiKeyError, ApiKeyProvider};
+use basic::{BasicError, BasicProvider};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jwt::{JwtError, JwtProvider};
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ use token_cache::Claims;
 pub enum ProviderKind {
     Jwt(JwtProvider),
     ApiKey(ApiKeyProvider),
+    Basic(Arc<BasicProvider>),
 }
 
 pub struct Provider {
@@ -42,6 +45,10 @@ impl Provider {
                 j.forward_claims.clone(),
             ),
             AuthConfig::ApiKey(k) => (ProviderKind::ApiKey(ApiKeyProvider::new(k)), Vec::new()),
+            AuthConfig::Basic(b) => (
+                ProviderKind::Basic(Arc::new(BasicProvider::new(b))),
+                Vec::new(),
+            ),
         };
         Ok(Provider {
             name: Arc::from(name),
@@ -108,11 +115,13 @@ pub enum AuthFailure {
     Algorithm,
     ApiKey,
     Unavailable,
+    /// HTTP Basic: unknown user, wrong password, or malformed credentials.
+    Password,
 }
 
 impl AuthFailure {
     /// In label order: `ALL[f as usize] == f`.
-    pub const ALL: [AuthFailure; 12] = [
+    pub const ALL: [AuthFailure; 13] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::Signature,
@@ -125,6 +134,7 @@ impl AuthFailure {
         AuthFailure::Algorithm,
         AuthFailure::ApiKey,
         AuthFailure::Unavailable,
+        AuthFailure::Password,
     ];
 
     pub fn label(self) -> &'static str {
@@ -141,11 +151,12 @@ impl AuthFailure {
             AuthFailure::Algorithm => "algorithm",
             AuthFailure::ApiKey => "api_key",
             AuthFailure::Unavailable => "unavailable",
+            AuthFailure::Password => "password",
         }
     }
 
     /// Every label, in [`AuthFailure::ALL`] order.
-    pub fn labels() -> [&'static str; 12] {
+    pub fn labels() -> [&'static str; 13] {
         AuthFailure::ALL.map(AuthFailure::label)
     }
 
@@ -164,6 +175,7 @@ impl AuthFailure {
             AuthFailure::Algorithm => "The token's signing algorithm is not accepted.",
             AuthFailure::ApiKey => "The API key is not valid.",
             AuthFailure::Unavailable => "Signing keys are not available yet.",
+            AuthFailure::Password => "The user name or password is not valid.",
         }
     }
 }
@@ -218,6 +230,7 @@ impl RouteAuth {
                     None => "Bearer realm=\"gatehouse\"".to_string(),
                 },
                 ProviderKind::ApiKey(k) => format!("ApiKey realm=\"gatehouse\", header=\"{}\"", k.header),
+                ProviderKind::Basic(_) => "Basic realm=\"gatehouse\"".to_string(),
             };
             if !out.contains(&c) {
                 out.push(c);
@@ -252,6 +265,27 @@ impl RouteAuth {
                         }
                     }
                 }
+                ProviderKind::Basic(b) => match b.check(headers).await {
+                    Ok(user) => {
+                        let mut identity = Identity {
+                            user: Some(user.to_string()),
+                            ..Default::default()
+                        };
+                        if let (Some(h), Ok(v)) = (&b.forward_id, HeaderValue::from_str(&user)) {
+                            identity.headers.push((h.clone(), v));
+                        }
+                        return Ok(identity);
+                    }
+                    Err(BasicError::Missing) => {}
+                    Err(BasicError::Malformed | BasicError::Wrong) => {
+                        if worst.presented.is_none() {
+                            worst.presented = Some(AuthDenied::Unauthorized {
+                                failure: AuthFailure::Password,
+                                challenges: self.challenges(None),
+                            });
+                        }
+                    }
+                },
                 ProviderKind::ApiKey(k) => match k.check(headers) {
                     Ok(id) => {
                         let mut identity = Identity {
@@ -331,6 +365,7 @@ pub(crate) fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> V
         let names: Vec<&HeaderName> = match &p.kind {
             ProviderKind::Jwt(_) => p.forward_claims.iter().map(|(_, h)| h).collect(),
             ProviderKind::ApiKey(k) => k.forward_id.iter().collect(),
+            ProviderKind::Basic(b) => b.forward_id.iter().collect(),
         };
         for h in names {
             if !out.contains(h) {
