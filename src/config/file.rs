@@ -350,6 +350,12 @@ pub(super) struct AuthFile {
     pub forward_id: Option<String>,
     // basic
     pub users: Option<Vec<BasicUserFile>>,
+    // forward
+    pub url: Option<String>,
+    pub timeout: Option<Text>,
+    pub send_headers: Option<Vec<String>>,
+    pub copy_headers: Option<Vec<String>>,
+    pub cache: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

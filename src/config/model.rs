@@ -390,6 +390,18 @@ pub enum AuthConfig {
     Jwt(JwtConfig),
     ApiKey(ApiKeyConfig),
     Basic(BasicConfig),
+    Forward(ForwardConfig),
+}
+
+/// `type: forward`: ask another service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub send_headers: Vec<HeaderName>,
+    pub copy_headers: Vec<HeaderName>,
+    /// Cache 2xx answers this long (by a hash of what was sent).
+    pub cache: Option<Duration>,
 }
 
 /// A password hash as written (PHC string or bcrypt `$2b$...`).

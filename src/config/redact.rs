@@ -86,6 +86,14 @@ fn auth(a: &AuthConfig) -> Value {
             "keys": k.keys.iter().map(|e| json!({"id": e.id, "key": REDACTED})).collect::<Vec<_>>(),
             "forward_id": k.forward_id.as_ref().map(|h| h.as_str()),
         }),
+        AuthConfig::Forward(f) => json!({
+            "type": "forward",
+            "url": f.url,
+            "timeout": format_duration(f.timeout),
+            "send_headers": f.send_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "copy_headers": f.copy_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "cache": f.cache.map(format_duration),
+        }),
         AuthConfig::Basic(b) => json!({
             "type": "basic",
             "users": b.users.iter().map(|(n, _)| json!({"name": n, "hash": REDACTED})).collect::<Vec<_>>(),

@@ -53,6 +53,11 @@ const ACCESS_DENIED: Spec = (
     "Requests refused by a route's allow_ips / deny_ips",
     &["route"],
 );
+const FORWARD_AUTH: Spec = (
+    "gatehouse_forward_auth_total",
+    "Forward-auth answers by result (allow, deny, error, cached)",
+    &["provider", "result"],
+);
 const CACHE_LOOKUPS: Spec = (
     "gatehouse_cache_lookups_total",
     "Cache lookups by result",
@@ -148,6 +153,7 @@ pub const FAMILIES: &[&str] = &[
     CONNECTIONS_OPEN.0,
     CONNECTIONS_REJECTED.0,
     ACCESS_DENIED.0,
+    FORWARD_AUTH.0,
 ];
 
 /// 100 µs to 30 s.
@@ -175,6 +181,7 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub connections_rejected: IntCounter,
     access_denied: IntCounterVec,
+    forward_auth: IntCounterVec,
     upstream_families: [IntCounterVec; 5],
     retries: IntCounterVec,
     statuses: Vec<String>,
@@ -286,6 +293,7 @@ impl Metrics {
             connections_open: gauge(&r, CONNECTIONS_OPEN),
             connections_rejected: counter(&r, CONNECTIONS_REJECTED),
             access_denied: counters(&r, ACCESS_DENIED),
+            forward_auth: counters(&r, FORWARD_AUTH),
             upstream_families: [
                 DNS_FAILURES,
                 EJECTIONS,
@@ -341,6 +349,13 @@ impl Metrics {
         }
     }
 
+    /// The answer counters of forward-auth provider `name`: allow, deny,
+    /// error, cached.
+    pub fn forward_auth(&self, name: &str) -> [IntCounter; 4] {
+        ["allow", "deny", "error", "cached"]
+            .map(|r| self.forward_auth.with_label_values(&[name, r]))
+    }
+
     /// `code` as label text, without formatting it per request.
     pub fn status(&self, code: u16) -> &str {
         self.statuses.get(code as usize).map_or("0", String::as_str)
@@ -394,6 +409,7 @@ mod tests {
         m.upstream_healthy.with_label_values(&["u", "t"]);
         m.upstream("u", &["connect"]);
         m.access_denied.with_label_values(&["r"]);
+        m.forward_auth("p");
         let mut registered: Vec<String> = m
             .registry
             .gather()

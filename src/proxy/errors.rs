@@ -2,7 +2,7 @@
 //! to its status, problem document (`crate::problem`) and own headers.
 
 use crate::http::NormalizeError;
-use crate::policy::auth::AuthDenied;
+use crate::policy::auth::{AuthDenied, AuthFailure};
 use crate::policy::rate_limit::LimitState;
 use crate::problem::{self, Problem};
 use http::Method;
@@ -48,7 +48,7 @@ impl GatewayError {
         match self {
             BadPath(_) | BadRequest(_) => 400,
             Auth(AuthDenied::Unauthorized { .. }) => 401,
-            Auth(AuthDenied::Forbidden { .. }) => 403,
+            Auth(AuthDenied::Forbidden { .. } | AuthDenied::Refused { .. }) => 403,
             RateLimited(_) => 429,
             RateLimitUnavailable => 503,
             PayloadTooLarge => 413,
@@ -81,6 +81,7 @@ impl GatewayError {
             Internal => "internal-error",
             Auth(AuthDenied::Unauthorized { .. }) => "unauthorized",
             Auth(AuthDenied::Forbidden { .. }) => "insufficient-scope",
+            Auth(AuthDenied::Refused { .. }) => "forbidden",
             Auth(AuthDenied::Unavailable) => "auth-unavailable",
             RateLimited(_) => "rate-limited",
             RateLimitUnavailable => "rate-limit-unavailable",
@@ -120,8 +121,9 @@ impl GatewayError {
                 format!("The token lacks a required scope ({scopes}).")
             }
             Auth(AuthDenied::Unavailable) => {
-                "Signing keys are not available yet; retry shortly.".into()
+                "Credentials cannot be checked right now (keys not loaded, or the auth service failed); retry shortly.".into()
             }
+            Auth(AuthDenied::Refused { .. }) => AuthFailure::Forward.detail().into(),
             RateLimited(s) => format!(
                 "Rate limit `{}` of {} requests per {} s exceeded; retry in {} s.",
                 s.limit, s.requests, s.window_secs, s.reset_secs
@@ -143,7 +145,9 @@ impl GatewayError {
                     .join(", ");
                 vec![(http::header::ALLOW, allow)]
             }
-            GatewayError::Auth(AuthDenied::Unauthorized { challenges, .. }) => challenges
+            GatewayError::Auth(
+                AuthDenied::Unauthorized { challenges, .. } | AuthDenied::Refused { challenges },
+            ) => challenges
                 .iter()
                 .map(|c| (http::header::WWW_AUTHENTICATE, c.clone()))
                 .collect(),

@@ -87,10 +87,19 @@ pub(super) async fn request(
     // Steps 5 and 6 are awaited only on routes that have them: an async
     // call builds and drops a future even when it has nothing to do.
     // 5. Authentication. Its refusal waits for step 6.
-    let headers = &session.req_header().headers;
+    let req = session.req_header();
+    let headers = &req.headers;
     let mut denied = None;
     if route.auth.is_some() {
-        match policies::authenticate(route, headers).await {
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let auth_req = crate::policy::auth::AuthRequest {
+            headers,
+            method: &req.method,
+            uri: target,
+            host: crate::http::request_host(req),
+            client_ip: cx.client.ip,
+        };
+        match policies::authenticate(route, &auth_req).await {
             Ok(identity) => cx.identity = identity,
             Err(d) => denied = Some(d),
         }

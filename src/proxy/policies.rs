@@ -3,7 +3,7 @@
 
 use super::errors::GatewayError;
 use crate::config::LimitKey;
-use crate::policy::auth::{AuthDenied, Identity};
+use crate::policy::auth::{AuthDenied, AuthRequest, Identity};
 use crate::policy::rate_limit::{self, LimitState, Verdict};
 use crate::runtime::{GatewayState, Route};
 use http::HeaderMap;
@@ -13,12 +13,12 @@ use std::sync::Arc;
 /// Authentication: the identity, or the refusal (401/403/503).
 pub(super) async fn authenticate(
     route: &Route,
-    headers: &HeaderMap,
+    req: &AuthRequest<'_>,
 ) -> Result<Option<Identity>, AuthDenied> {
     let Some(auth) = &route.auth else {
         return Ok(None);
     };
-    match auth.authenticate(headers).await {
+    match auth.authenticate(req).await {
         Ok(identity) => Ok(Some(identity)),
         Err(denied) => {
             if let Some(m) = route

@@ -127,10 +127,11 @@ fn providers(
         let provider = match reused {
             Some(p) => p,
             None => {
-                let p = Provider::new(name, acfg).map_err(|source| BuildError::Auth {
-                    name: name.clone(),
-                    source,
-                })?;
+                let p =
+                    Provider::new(name, acfg, bcx.metrics).map_err(|source| BuildError::Auth {
+                        name: name.clone(),
+                        source,
+                    })?;
                 if let auth::ProviderKind::Jwt(j) = &p.kind {
                     if let Some(src) = j.remote() {
                         bcx.spawner.spawn(JwksSource::run(Arc::downgrade(src)));

@@ -12,6 +12,7 @@ mod support;
 mod access;
 mod auth;
 mod auth_basic;
+mod auth_forward;
 mod auth_jwks;
 mod cache;
 mod cli;

@@ -40,6 +40,11 @@ const TYPE_KEYS: &[(&str, &[&str], Present)] = &[
         a.forward_id.is_some()
     }),
     ("users", &["basic"], |a| a.users.is_some()),
+    ("url", &["forward"], |a| a.url.is_some()),
+    ("timeout", &["forward"], |a| a.timeout.is_some()),
+    ("send_headers", &["forward"], |a| a.send_headers.is_some()),
+    ("copy_headers", &["forward"], |a| a.copy_headers.is_some()),
+    ("cache", &["forward"], |a| a.cache.is_some()),
     ("algorithms", &["jwt"], |a| a.algorithms.is_some()),
     ("secret", &["jwt"], |a| a.secret.is_some()),
     ("public_key", &["jwt"], |a| a.public_key.is_some()),
@@ -364,15 +369,19 @@ pub(super) fn providers(
             Some("jwt") => jwt(&path, a, base, errs).map(AuthConfig::Jwt),
             Some("api_key") => api_key(&path, a, errs).map(AuthConfig::ApiKey),
             Some("basic") => super::basic::basic(&path, a, errs).map(AuthConfig::Basic),
+            Some("forward") => super::basic::forward(&path, a, errs).map(AuthConfig::Forward),
             Some(other) => {
                 errs.push(
                     path.key("type"),
-                    format!("unknown type `{other}` (jwt, api_key, basic)"),
+                    format!("unknown type `{other}` (jwt, api_key, basic, forward)"),
                 );
                 None
             }
             None => {
-                errs.push(path.key("type"), "required: `jwt`, `api_key` or `basic`");
+                errs.push(
+                    path.key("type"),
+                    "required: `jwt`, `api_key`, `basic` or `forward`",
+                );
                 None
             }
         };

@@ -10,6 +10,7 @@
 
 pub(crate) mod apikey;
 pub(crate) mod basic;
+pub(crate) mod forward;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod token_cache;
@@ -17,8 +18,11 @@ pub(crate) mod token_cache;
 use crate::config::{AuthConfig, RouteAuthConfig};
 use apikey::{ApiKeyError, ApiKeyProvider};
 use basic::{BasicError, BasicProvider};
-use http::{HeaderMap, HeaderName, HeaderValue};
+pub(crate) use forward::AuthRequest;
+use forward::{ForwardProvider, Verdict};
+use http::{HeaderName, HeaderValue};
 use jwt::{JwtError, JwtProvider};
+use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use token_cache::Claims;
@@ -27,6 +31,8 @@ pub enum ProviderKind {
     Jwt(JwtProvider),
     ApiKey(ApiKeyProvider),
     Basic(Arc<BasicProvider>),
+    /// With its answers counted by result (allow, deny, error, cached).
+    Forward(ForwardProvider, [IntCounter; 4]),
 }
 
 pub struct Provider {
@@ -38,7 +44,11 @@ pub struct Provider {
 }
 
 impl Provider {
-    pub fn new(name: &str, config: &AuthConfig) -> Result<Provider, crate::keys::KeyError> {
+    pub fn new(
+        name: &str,
+        config: &AuthConfig,
+        metrics: &crate::observability::metrics::Metrics,
+    ) -> Result<Provider, crate::keys::KeyError> {
         let (kind, forward_claims) = match config {
             AuthConfig::Jwt(j) => (
                 ProviderKind::Jwt(JwtProvider::new(j)?),
@@ -47,6 +57,10 @@ impl Provider {
             AuthConfig::ApiKey(k) => (ProviderKind::ApiKey(ApiKeyProvider::new(k)), Vec::new()),
             AuthConfig::Basic(b) => (
                 ProviderKind::Basic(Arc::new(BasicProvider::new(b))),
+                Vec::new(),
+            ),
+            AuthConfig::Forward(f) => (
+                ProviderKind::Forward(ForwardProvider::new(f), metrics.forward_auth(name)),
                 Vec::new(),
             ),
         };
@@ -85,8 +99,11 @@ pub enum AuthDenied {
     },
     /// 403: a valid token without the route's scopes.
     Forbidden { scopes: String },
-    /// 503: keys are not loaded yet (JWKS URL not fetched).
+    /// 503: keys are not loaded yet (JWKS URL not fetched), or the auth
+    /// service did not answer usefully (forward auth fails closed).
     Unavailable,
+    /// 403 from a forward-auth service, with its `WWW-Authenticate`.
+    Refused { challenges: Vec<String> },
 }
 
 impl AuthDenied {
@@ -95,6 +112,7 @@ impl AuthDenied {
             AuthDenied::Unauthorized { failure, .. } => *failure,
             AuthDenied::Forbidden { .. } => AuthFailure::Scope,
             AuthDenied::Unavailable => AuthFailure::Unavailable,
+            AuthDenied::Refused { .. } => AuthFailure::Forward,
         }
     }
 }
@@ -117,11 +135,13 @@ pub enum AuthFailure {
     Unavailable,
     /// HTTP Basic: unknown user, wrong password, or malformed credentials.
     Password,
+    /// A forward-auth service answered 401 or 403.
+    Forward,
 }
 
 impl AuthFailure {
     /// In label order: `ALL[f as usize] == f`.
-    pub const ALL: [AuthFailure; 13] = [
+    pub const ALL: [AuthFailure; 14] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::Signature,
@@ -135,6 +155,7 @@ impl AuthFailure {
         AuthFailure::ApiKey,
         AuthFailure::Unavailable,
         AuthFailure::Password,
+        AuthFailure::Forward,
     ];
 
     pub fn label(self) -> &'static str {
@@ -152,11 +173,12 @@ impl AuthFailure {
             AuthFailure::ApiKey => "api_key",
             AuthFailure::Unavailable => "unavailable",
             AuthFailure::Password => "password",
+            AuthFailure::Forward => "forward",
         }
     }
 
     /// Every label, in [`AuthFailure::ALL`] order.
-    pub fn labels() -> [&'static str; 13] {
+    pub fn labels() -> [&'static str; 14] {
         AuthFailure::ALL.map(AuthFailure::label)
     }
 
@@ -174,8 +196,9 @@ impl AuthFailure {
             AuthFailure::UnknownKey => "The token was signed with an unknown key.",
             AuthFailure::Algorithm => "The token's signing algorithm is not accepted.",
             AuthFailure::ApiKey => "The API key is not valid.",
-            AuthFailure::Unavailable => "Signing keys are not available yet.",
+            AuthFailure::Unavailable => "Credentials cannot be checked right now.",
             AuthFailure::Password => "The user name or password is not valid.",
+            AuthFailure::Forward => "The auth service refused this request.",
         }
     }
 }
@@ -231,6 +254,8 @@ impl RouteAuth {
                 },
                 ProviderKind::ApiKey(k) => format!("ApiKey realm=\"gatehouse\", header=\"{}\"", k.header),
                 ProviderKind::Basic(_) => "Basic realm=\"gatehouse\"".to_string(),
+                // The auth service's own challenges come with its answer.
+                ProviderKind::Forward(..) => continue,
             };
             if !out.contains(&c) {
                 out.push(c);
@@ -239,8 +264,10 @@ impl RouteAuth {
         out
     }
 
-    /// Authenticates a request by its headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthDenied> {
+    /// Authenticates a request (its headers; forward auth also tells the
+    /// auth service the method, target, host and client).
+    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Identity, AuthDenied> {
+        let headers = req.headers;
         let bearer = crate::http::bearer_token(headers);
         let mut worst = Worst {
             presented: None,
@@ -263,6 +290,38 @@ impl RouteAuth {
                                 });
                             }
                         }
+                    }
+                }
+                ProviderKind::Forward(f, counts) => {
+                    let (verdict, cached) = f.check(req).await;
+                    let i = if cached {
+                        3
+                    } else {
+                        ["allow", "deny", "error"]
+                            .iter()
+                            .position(|l| *l == verdict.label())
+                            .unwrap_or(2)
+                    };
+                    counts[i].inc();
+                    match verdict {
+                        Verdict::Allow(headers) => {
+                            return Ok(Identity {
+                                headers,
+                                ..Default::default()
+                            })
+                        }
+                        Verdict::Deny { status, challenges } if worst.presented.is_none() => {
+                            worst.presented = Some(if status == 403 {
+                                AuthDenied::Refused { challenges }
+                            } else {
+                                AuthDenied::Unauthorized {
+                                    failure: AuthFailure::Forward,
+                                    challenges,
+                                }
+                            });
+                        }
+                        Verdict::Deny { .. } => {}
+                        Verdict::Unavailable => worst.unavailable = true,
                     }
                 }
                 ProviderKind::Basic(b) => match b.check(headers).await {
@@ -366,6 +425,7 @@ pub(crate) fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> V
             ProviderKind::Jwt(_) => p.forward_claims.iter().map(|(_, h)| h).collect(),
             ProviderKind::ApiKey(k) => k.forward_id.iter().collect(),
             ProviderKind::Basic(b) => b.forward_id.iter().collect(),
+            ProviderKind::Forward(f, _) => f.copy.iter().collect(),
         };
         for h in names {
             if !out.contains(h) {

@@ -1,0 +1,180 @@
+//! Forward auth (`type: forward`): ask another service, as nginx's
+//! `auth_request` and Traefik's ForwardAuth do.
+//!
+//! The auth request is a `GET` to `url` with the configured `send_headers`
+//! plus `X-Forwarded-Method`, `-Uri` (path and query), `-Host` and `-For`;
+//! never a body. A 2xx allows (its `copy_headers` become identity headers),
+//! 401/403 are passed on (with the service's `WWW-Authenticate`), anything
+//! else, a timeout or a failed connection is 503: fail closed. One pooled
+//! client per provider; 2xx answers may be cached by a hash of everything
+//! sent, for `cache`, at most [`CACHE_ENTRIES`].
+
+use crate::config::ForwardConfig;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// 2xx answers remembered at most.
+pub(crate) const CACHE_ENTRIES: usize = 10_000;
+
+/// What the auth service is told about a request.
+pub struct AuthRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub method: &'a Method,
+    /// Path and query as the client sent them.
+    pub uri: &'a str,
+    pub host: Option<&'a str>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// What the auth service decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// 2xx: the `copy_headers` it answered with.
+    Allow(Vec<(HeaderName, HeaderValue)>),
+    /// 401 or 403, with its `WWW-Authenticate` values.
+    Deny {
+        status: u16,
+        challenges: Vec<String>,
+    },
+    /// Anything else, a timeout, a connection failure.
+    Unavailable,
+}
+
+/// The `result` label of `gatehouse_forward_auth_total`.
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Allow(_) => "allow",
+            Verdict::Deny { .. } => "deny",
+            Verdict::Unavailable => "error",
+        }
+    }
+}
+
+type Cached = HashMap<[u8; 32], (Vec<(HeaderName, HeaderValue)>, Instant)>;
+
+pub struct ForwardProvider {
+    url: String,
+    send: Vec<HeaderName>,
+    pub copy: Vec<HeaderName>,
+    client: reqwest::Client,
+    cache: Option<(Duration, Mutex<Cached>)>,
+}
+
+impl ForwardProvider {
+    pub fn new(cfg: &ForwardConfig) -> ForwardProvider {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        ForwardProvider {
+            url: cfg.url.clone(),
+            send: cfg.send_headers.clone(),
+            copy: cfg.copy_headers.clone(),
+            client,
+            cache: cfg.cache.map(|ttl| (ttl, Mutex::new(HashMap::new()))),
+        }
+    }
+
+    /// The headers of the auth request, in a fixed order (the cache key).
+    fn outgoing(&self, r: &AuthRequest<'_>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for name in &self.send {
+            for v in r.headers.get_all(name) {
+                out.push((name.clone(), v.clone()));
+            }
+        }
+        let mut put = |n: &'static str, v: &str| {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                out.push((HeaderName::from_static(n), v));
+            }
+        };
+        put("x-forwarded-method", r.method.as_str());
+        put("x-forwarded-uri", r.uri);
+        if let Some(h) = r.host {
+            put("x-forwarded-host", h);
+        }
+        if let Some(ip) = r.client_ip {
+            put("x-forwarded-for", &ip.to_string());
+        }
+        out
+    }
+
+    fn key(sent: &[(HeaderName, HeaderValue)]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for (n, v) in sent {
+            h.update(n.as_str().as_bytes());
+            h.update(b"\0");
+            h.update(v.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().into()
+    }
+
+    /// Asks the auth service (or the cache) about `r`.
+    pub async fn check(&self, r: &AuthRequest<'_>) -> (Verdict, bool) {
+        let sent = self.outgoing(r);
+        let key = Self::key(&sent);
+        let now = Instant::now();
+        if let Some((_, cache)) = &self.cache {
+            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((copied, until)) = cache.get(&key) {
+                if *until > now {
+                    return (Verdict::Allow(copied.clone()), true);
+                }
+            }
+        }
+        let mut req = self.client.get(&self.url);
+        for (n, v) in sent {
+            req = req.header(n, v);
+        }
+        let verdict = match req.send().await {
+            Ok(resp) => self.judge(resp),
+            Err(e) => {
+                log::warn!("forward auth `{}`: {e}", self.url);
+                Verdict::Unavailable
+            }
+        };
+        if let (Verdict::Allow(copied), Some((ttl, cache))) = (&verdict, &self.cache) {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.retain(|_, (_, until)| *until > now);
+                if cache.len() >= CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (copied.clone(), now + *ttl));
+        }
+        (verdict, false)
+    }
+
+    fn judge(&self, resp: reqwest::Response) -> Verdict {
+        let status = resp.status().as_u16();
+        let headers = resp.headers();
+        match status {
+            200..=299 => Verdict::Allow(
+                self.copy
+                    .iter()
+                    .filter_map(|n| Some((n.clone(), headers.get(n)?.clone())))
+                    .collect(),
+            ),
+            401 | 403 => Verdict::Deny {
+                status,
+                challenges: headers
+                    .get_all(http::header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_string))
+                    .collect(),
+            },
+            _ => Verdict::Unavailable,
+        }
+    }
+}
