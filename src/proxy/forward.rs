@@ -104,12 +104,16 @@ pub(crate) fn sanitize(
     req: &mut pingora::http::RequestHeader,
     allow_underscores: bool,
 ) -> Result<(), GatewayError> {
-    // One pass over the names finds every case (usually none).
-    let (mut auths, mut hosts, mut underscores, mut connection) = (0, 0, false, false);
-    for k in req.headers.keys() {
+    // One pass over the headers finds every case (usually none).
+    let (mut auths, mut hosts, mut host_ok, mut underscores, mut connection) =
+        (0, 0, true, false, false);
+    for (k, v) in req.headers.iter() {
         match *k {
-            http::header::AUTHORIZATION => auths += req.headers.get_all(k).iter().count(),
-            http::header::HOST => hosts += req.headers.get_all(k).iter().count(),
+            http::header::AUTHORIZATION => auths += 1,
+            http::header::HOST => {
+                hosts += 1;
+                host_ok &= crate::http::valid_host(v.as_bytes());
+            }
             http::header::CONNECTION => connection = true,
             _ => underscores |= k.as_str().as_bytes().contains(&b'_'),
         }
@@ -118,10 +122,7 @@ pub(crate) fn sanitize(
     // :authority), at most one otherwise.
     let host_ok = match hosts {
         0 => req.version != http::Version::HTTP_11,
-        1 => req
-            .headers
-            .get(http::header::HOST)
-            .is_some_and(|h| crate::http::valid_host(h.as_bytes())),
+        1 => host_ok,
         _ => false,
     };
     if !host_ok {
@@ -180,9 +181,9 @@ fn connection_without_protected(req: &pingora::http::RequestHeader) -> Option<Op
 }
 
 /// RFC 9110 §7.6.1: the headers an upstream response's `Connection` names
-/// are for that hop only; they (and `Connection`, `Keep-Alive`,
-/// `Proxy-Connection`) never reach the client. Framing headers stay: Pingora
-/// re-frames the body itself.
+/// are for that hop only; they never reach the client. Pingora writes the
+/// client's own `Connection`; framing headers stay (Pingora re-frames the
+/// body). The common `Connection: keep-alive` / `close` costs one lookup.
 pub(crate) fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
     // A 101 switches protocols with `Connection: Upgrade`: that is the hop.
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -191,20 +192,30 @@ pub(crate) fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader
     let Some(conn) = resp.headers.get(http::header::CONNECTION) else {
         return;
     };
-    let named: Vec<http::HeaderName> = conn
-        .to_str()
-        .unwrap_or("")
-        .split(',')
-        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING)
-        .collect();
+    let mut named: Vec<http::HeaderName> = Vec::new();
+    for t in conn.as_bytes().split(|b| *b == b',') {
+        let t = t.trim_ascii();
+        if t.is_empty() || t.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        if t.eq_ignore_ascii_case(b"keep-alive") {
+            if resp.headers.contains_key(KEEP_ALIVE) {
+                named.push(http::HeaderName::from_static(KEEP_ALIVE));
+            }
+            continue;
+        }
+        if let Ok(n) = http::HeaderName::from_bytes(t) {
+            if n != http::header::CONTENT_LENGTH && n != http::header::TRANSFER_ENCODING {
+                named.push(n);
+            }
+        }
+    }
     for n in named {
         resp.remove_header(&n);
     }
-    resp.remove_header(&http::header::CONNECTION);
-    resp.remove_header("keep-alive");
-    resp.remove_header("proxy-connection");
 }
+
+const KEEP_ALIVE: &str = "keep-alive";
 
 /// Removes identity headers (and their `_` spellings, which some upstream
 /// frameworks read as `-`) from a client request.

@@ -389,3 +389,49 @@ fn bodies_up_to_64k_are_replayed_on_retry_and_larger_ones_are_not_retried() {
         .collect();
     assert!(statuses.contains(&503), "{statuses:?}");
 }
+
+/// An upstream that answers a head and part of its body, then closes: the
+/// client has seen the response start, so it is never retried.
+#[test]
+fn nothing_is_retried_once_the_response_has_started() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut w = conn;
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
+            let _ = w.flush();
+            // Dropped here: a reset halfway through the body.
+        }
+    });
+    // A retry after a reset would go to this same target (no other is
+    // there), so a second connection would show it.
+    let gw = gw_for(&format!(
+        "    targets: [\"{addr}\"]\n{RETRYING}    retry_budget: 100%\n"
+    ));
+    let r = raw(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    let r = r.expect("the response head reached the client");
+    assert_eq!(r.status, 200);
+    // What arrived is the cut body (the harness pads a short read with
+    // zeros), never another target's answer.
+    assert!(r.body.starts_with(b"partial") && r.body[7..].iter().all(|b| *b == 0));
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "no retry after the first byte"
+    );
+}
