@@ -28,11 +28,13 @@ fn score(key: &[u8], side: &str, weight: u32) -> f64 {
     f64::from(weight) / -unit.ln()
 }
 
-/// The side for this request: `sides` are (name, weight); `usable(i)` says
+/// The side for this request: `sides` are (side, weight) and `name` gives
+/// a side's name (the hash input); `usable(i)` says
 /// whether side `i` has a target that takes traffic. `None` when no side
 /// with a weight above 0 is usable.
-pub(crate) fn choose(
-    sides: &[(&str, u32)],
+pub(crate) fn choose<S>(
+    sides: &[(S, u32)],
+    name: impl Fn(&S) -> &str,
     key: Option<&[u8]>,
     usable: impl Fn(usize) -> bool,
 ) -> Option<usize> {
@@ -40,7 +42,7 @@ pub(crate) fn choose(
     let candidates = || sides.iter().enumerate().filter(|(i, (_, w))| live(*i, *w));
     if let Some(k) = key {
         return candidates()
-            .map(|(i, (name, w))| (i, score(k, name, *w)))
+            .map(|(i, (side, w))| (i, score(k, name(side), *w)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i);
     }
@@ -72,7 +74,7 @@ mod tests {
     fn random_choice_follows_the_weights() {
         let sides = [("a", 90), ("b", 10)];
         let b = (0..20_000)
-            .filter(|_| choose(&sides, None, |_| true) == Some(1))
+            .filter(|_| choose(&sides, |n| n, None, |_| true) == Some(1))
             .count();
         assert!((1_600..2_400).contains(&b), "b got {b} of 20000");
     }
@@ -82,9 +84,9 @@ mod tests {
         let sides = [("a", 50), ("b", 50)];
         for k in 0..100u32 {
             let key = k.to_string();
-            let first = choose(&sides, Some(key.as_bytes()), |_| true);
+            let first = choose(&sides, |n| n, Some(key.as_bytes()), |_| true);
             for _ in 0..5 {
-                assert_eq!(choose(&sides, Some(key.as_bytes()), |_| true), first);
+                assert_eq!(choose(&sides, |n| n, Some(key.as_bytes()), |_| true), first);
             }
         }
     }
@@ -93,7 +95,7 @@ mod tests {
     fn keyed_choice_follows_the_weights() {
         let sides = [("a", 80), ("b", 20)];
         let b = (0..20_000u32)
-            .filter(|k| choose(&sides, Some(&k.to_le_bytes()), |_| true) == Some(1))
+            .filter(|k| choose(&sides, |n| n, Some(&k.to_le_bytes()), |_| true) == Some(1))
             .count();
         assert!((3_500..4_500).contains(&b), "b got {b} of 20000");
     }
@@ -106,8 +108,8 @@ mod tests {
         for k in 0..10_000u32 {
             let key = k.to_le_bytes();
             let (x, y) = (
-                choose(&before, Some(&key), |_| true),
-                choose(&after, Some(&key), |_| true),
+                choose(&before, |n| n, Some(&key), |_| true),
+                choose(&after, |n| n, Some(&key), |_| true),
             );
             if x != y {
                 assert_eq!(y, Some(2), "a key moved between sides that did not change");
@@ -122,11 +124,14 @@ mod tests {
     fn an_unusable_side_gives_its_share_away() {
         let sides = [("a", 90), ("b", 10)];
         for k in 0..200u32 {
-            assert_eq!(choose(&sides, Some(&k.to_le_bytes()), |i| i == 1), Some(1));
-            assert_eq!(choose(&sides, None, |i| i == 1), Some(1));
+            assert_eq!(
+                choose(&sides, |n| n, Some(&k.to_le_bytes()), |i| i == 1),
+                Some(1)
+            );
+            assert_eq!(choose(&sides, |n| n, None, |i| i == 1), Some(1));
         }
-        assert_eq!(choose(&sides, None, |_| false), None);
-        assert_eq!(choose(&[("a", 0)], None, |_| true), None);
+        assert_eq!(choose(&sides, |n| n, None, |_| false), None);
+        assert_eq!(choose(&[("a", 0)], |n| n, None, |_| true), None);
     }
 
     #[test]

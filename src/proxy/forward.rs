@@ -164,20 +164,21 @@ pub(crate) fn sanitize(
 /// The `Connection` value without tokens naming headers gatehouse sets:
 /// `None` when nothing changes, `Some(None)` when nothing is left.
 fn connection_without_protected(req: &pingora::http::RequestHeader) -> Option<Option<String>> {
-    let values = req.headers.get_all(http::header::CONNECTION);
-    let mut tokens: Vec<&str> = Vec::new();
-    let mut changed = false;
-    for v in values {
-        for t in v.to_str().unwrap_or("").split(',') {
-            let t = t.trim();
-            if SET_BY_GATEHOUSE.iter().any(|p| t.eq_ignore_ascii_case(p)) {
-                changed = true;
-            } else if !t.is_empty() {
-                tokens.push(t);
-            }
-        }
+    let tokens = || {
+        req.headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    let protected = |t: &str| SET_BY_GATEHOUSE.iter().any(|p| t.eq_ignore_ascii_case(p));
+    // The usual `Connection: keep-alive` allocates nothing.
+    if !tokens().any(protected) {
+        return None;
     }
-    changed.then(|| (!tokens.is_empty()).then(|| tokens.join(", ")))
+    let kept: Vec<&str> = tokens().filter(|t| !protected(t)).collect();
+    Some((!kept.is_empty()).then(|| kept.join(", ")))
 }
 
 /// RFC 9110 §7.6.1: the headers an upstream response's `Connection` names

@@ -23,8 +23,11 @@ pub(crate) struct Matched {
 /// on the method it asks about).
 /// `http://...` or `https://...` (any case): an absolute-form target.
 fn is_absolute_form(raw: &[u8]) -> bool {
-    let lower = |n: usize| raw.get(..n).map(<[u8]>::to_ascii_lowercase);
-    lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://")
+    let starts = |p: &[u8]| {
+        raw.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
+    starts(b"http://") || starts(b"https://")
 }
 
 pub(super) fn route_request(

@@ -89,13 +89,8 @@ fn choose_side(session: &Session, cx: &RequestCtx, route: &Route) -> usize {
         .as_ref()
         .map(|k| hash_key(session, cx, k))
         .filter(|k| !k.is_empty());
-    let sides: Vec<(&str, u32)> = route
-        .upstreams
-        .iter()
-        .map(|(p, w)| (&*p.name, *w))
-        .collect();
     let usable = |i: usize| route.upstreams[i].0.has_usable_target();
-    split::choose(&sides, key.as_deref(), usable).unwrap_or(0)
+    split::choose(&route.upstreams, |p| &p.name, key.as_deref(), usable).unwrap_or(0)
 }
 
 /// `upstream_peer`: the next target, never one that already failed for
@@ -172,7 +167,7 @@ fn decide(session: &Session, cx: &mut RequestCtx, reason: RetryReason) -> bool {
     let Some(guard) = &cx.upstream.guard else {
         return false;
     };
-    let (pool, addr) = (guard.pool().clone(), guard.addr());
+    let (pool, addr) = (guard.pool(), guard.addr());
     let facts = retry::Attempted {
         method: &session.req_header().method,
         attempts: cx.upstream.count,
