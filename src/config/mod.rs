@@ -137,19 +137,7 @@ pub fn load_with_resolver(
         Ok(config)
     } else {
         Err(LoadError::Invalid {
-            errors: errs
-                .into_errors()
-                .into_iter()
-                .map(|(path, message)| {
-                    let pos = positions.find(&path);
-                    ConfigError {
-                        path,
-                        line: pos.map(|p| p.0),
-                        column: pos.map(|p| p.1),
-                        message,
-                    }
-                })
-                .collect(),
+            errors: errs.into_errors().into_iter().map(placed).collect(),
         })
     }
 }

@@ -411,6 +411,13 @@ pub enum PasswordHash {
     Bcrypt(String),
 }
 
+impl PasswordHash {
+    /// The cost of a bcrypt hash (`$2b$12$...` is 12).
+    pub fn bcrypt_cost(h: &str) -> Option<u32> {
+        h.get(4..6)?.parse().ok()
+    }
+}
+
 /// `type: basic`: HTTP Basic against hashed passwords.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BasicConfig {

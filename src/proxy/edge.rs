@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 /// Set by the proxy once a request head has been parsed
 /// ([`HeadSignal::arrived`]).
+#[derive(Clone)]
 pub(crate) struct HeadSignal {
     head: Arc<AtomicBool>,
     /// The connection's first request: its peer, to tell `Accept`.
@@ -118,11 +119,9 @@ impl HttpServerApp for Edge {
             first_of,
             counted: reused,
         };
-        session.set_connection_user_context(Some(Box::new(HeadSignal {
-            head: head.clone(),
-            first_of,
-            counted: reused,
-        }) as Box<dyn Any + Send + Sync>));
+        session.set_connection_user_context(Some(
+            Box::new(signal.clone()) as Box<dyn Any + Send + Sync>
+        ));
         let served = until_head(
             self.proxy.process_new_http(session, shutdown),
             budget,

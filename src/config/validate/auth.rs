@@ -369,7 +369,7 @@ pub(super) fn providers(
             Some("jwt") => jwt(&path, a, base, errs).map(AuthConfig::Jwt),
             Some("api_key") => api_key(&path, a, errs).map(AuthConfig::ApiKey),
             Some("basic") => super::basic::basic(&path, a, errs).map(AuthConfig::Basic),
-            Some("forward") => super::basic::forward(&path, a, errs).map(AuthConfig::Forward),
+            Some("forward") => super::forward::forward(&path, a, errs).map(AuthConfig::Forward),
             Some(other) => {
                 errs.push(
                     path.key("type"),

@@ -7,6 +7,7 @@
 mod auth;
 mod basic;
 mod edge;
+mod forward;
 mod limits;
 mod route;
 mod server;

@@ -12,13 +12,14 @@
 //!   [`CACHE_ENTRIES`] entries, so a keep-alive client does not pay the hash
 //!   on every request. Failures are never cached.
 
+use super::digest_cache::DigestCache;
 use crate::config::{BasicConfig, PasswordHash};
 use argon2::password_hash::{PasswordHash as Phc, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a verified credential is trusted without hashing again.
@@ -26,15 +27,13 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Verified credentials remembered at most.
 pub(crate) const CACHE_ENTRIES: usize = 10_000;
 
-/// SHA-256(user ":" password) -> (user, valid until).
-type Verified = HashMap<[u8; 32], (Arc<str>, Instant)>;
-
 pub struct BasicProvider {
     users: HashMap<String, PasswordHash>,
     /// What an unknown user is verified against.
     dummy: PasswordHash,
     pub forward_id: Option<HeaderName>,
-    cache: Mutex<Verified>,
+    /// SHA-256(user ":" password) -> user.
+    cache: DigestCache<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +95,7 @@ fn dummy_like(like: &PasswordHash) -> PasswordHash {
             PasswordHash::Argon2id(made.unwrap_or_else(|| phc.clone()))
         }
         PasswordHash::Bcrypt(h) => {
-            let cost = h.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(12);
+            let cost = PasswordHash::bcrypt_cost(h).unwrap_or(12);
             let made = bcrypt::hash_with_salt(&secret, cost, salt).map(|p| p.to_string());
             PasswordHash::Bcrypt(made.unwrap_or_else(|_| h.clone()))
         }
@@ -111,7 +110,7 @@ fn cost(h: &PasswordHash) -> u64 {
             .and_then(|h| argon2::Params::try_from(&h).ok())
             .map_or(0, |p| u64::from(p.m_cost()) * u64::from(p.t_cost())),
         PasswordHash::Bcrypt(h) => {
-            let c: u32 = h.get(4..6).and_then(|c| c.parse().ok()).unwrap_or(12);
+            let c = PasswordHash::bcrypt_cost(h).unwrap_or(12);
             // bcrypt's 2^cost rounds, on the same rough scale as argon2's KiB x passes.
             1u64 << c.min(40)
         }
@@ -130,7 +129,7 @@ impl BasicProvider {
             users: cfg.users.iter().cloned().collect(),
             dummy,
             forward_id: cfg.forward_id.clone(),
-            cache: Mutex::new(HashMap::new()),
+            cache: DigestCache::new(CACHE_TTL, CACHE_ENTRIES),
         }
     }
 
@@ -149,10 +148,8 @@ impl BasicProvider {
             .finalize()
             .into();
         let now = Instant::now();
-        if let Some((u, until)) = self.lock().get(&key) {
-            if *until > now {
-                return Ok(u.clone());
-            }
+        if let Some(user) = self.cache.get(&key, now) {
+            return Ok(user);
         }
         let (this, name) = (self.clone(), user.clone());
         let ok = tokio::task::spawn_blocking(move || match this.users.get(&name) {
@@ -169,19 +166,8 @@ impl BasicProvider {
             return Err(BasicError::Wrong);
         }
         let name: Arc<str> = Arc::from(user.as_str());
-        let mut cache = self.lock();
-        if cache.len() >= CACHE_ENTRIES {
-            cache.retain(|_, (_, until)| *until > now);
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (name.clone(), now + CACHE_TTL));
+        self.cache.put(key, name.clone(), now);
         Ok(name)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -9,12 +9,11 @@
 //! client per provider; 2xx answers may be cached by a hash of everything
 //! sent, for `cache`, at most [`CACHE_ENTRIES`].
 
+use super::digest_cache::DigestCache;
 use crate::config::ForwardConfig;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// 2xx answers remembered at most.
@@ -44,25 +43,25 @@ pub enum Verdict {
     Unavailable,
 }
 
-/// The `result` label of `gatehouse_forward_auth_total`.
 impl Verdict {
-    pub fn label(&self) -> &'static str {
+    /// Its counter among those of `Metrics::forward_auth` (allow, deny,
+    /// error; 3 is `cached`).
+    pub fn slot(&self) -> usize {
         match self {
-            Verdict::Allow(_) => "allow",
-            Verdict::Deny { .. } => "deny",
-            Verdict::Unavailable => "error",
+            Verdict::Allow(_) => 0,
+            Verdict::Deny { .. } => 1,
+            Verdict::Unavailable => 2,
         }
     }
 }
-
-type Cached = HashMap<[u8; 32], (Vec<(HeaderName, HeaderValue)>, Instant)>;
 
 pub struct ForwardProvider {
     url: String,
     send: Vec<HeaderName>,
     pub copy: Vec<HeaderName>,
     client: reqwest::Client,
-    cache: Option<(Duration, Mutex<Cached>)>,
+    /// Digest of what was sent -> the `copy_headers` of the 2xx answer.
+    cache: Option<DigestCache<Vec<(HeaderName, HeaderValue)>>>,
 }
 
 impl ForwardProvider {
@@ -80,7 +79,7 @@ impl ForwardProvider {
             send: cfg.send_headers.clone(),
             copy: cfg.copy_headers.clone(),
             client,
-            cache: cfg.cache.map(|ttl| (ttl, Mutex::new(HashMap::new()))),
+            cache: cfg.cache.map(|ttl| DigestCache::new(ttl, CACHE_ENTRIES)),
         }
     }
 
@@ -124,13 +123,8 @@ impl ForwardProvider {
         let sent = self.outgoing(r);
         let key = Self::key(&sent);
         let now = Instant::now();
-        if let Some((_, cache)) = &self.cache {
-            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((copied, until)) = cache.get(&key) {
-                if *until > now {
-                    return (Verdict::Allow(copied.clone()), true);
-                }
-            }
+        if let Some(copied) = self.cache.as_ref().and_then(|c| c.get(&key, now)) {
+            return (Verdict::Allow(copied), true);
         }
         let mut req = self.client.get(&self.url);
         for (n, v) in sent {
@@ -143,15 +137,8 @@ impl ForwardProvider {
                 Verdict::Unavailable
             }
         };
-        if let (Verdict::Allow(copied), Some((ttl, cache))) = (&verdict, &self.cache) {
-            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= CACHE_ENTRIES {
-                cache.retain(|_, (_, until)| *until > now);
-                if cache.len() >= CACHE_ENTRIES {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (copied.clone(), now + *ttl));
+        if let (Verdict::Allow(copied), Some(cache)) = (&verdict, &self.cache) {
+            cache.put(key, copied.clone(), now);
         }
         (verdict, false)
     }

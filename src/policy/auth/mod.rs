@@ -10,6 +10,7 @@
 
 pub(crate) mod apikey;
 pub(crate) mod basic;
+pub(crate) mod digest_cache;
 pub(crate) mod forward;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
@@ -87,6 +88,19 @@ pub struct Identity {
     pub claims: Option<Claims>,
     /// Headers to send upstream (`forward_claims`, `forward_id`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Identity {
+    /// A user known by name (API-key id, Basic user), sent upstream in
+    /// `forward_id` when one is configured.
+    fn named(user: &str, forward_id: Option<&HeaderName>) -> Identity {
+        let header = forward_id.zip(HeaderValue::from_str(user).ok());
+        Identity {
+            user: Some(user.to_string()),
+            claims: None,
+            headers: header.map(|(h, v)| (h.clone(), v)).into_iter().collect(),
+        }
+    }
 }
 
 /// Why a request is refused.
@@ -294,15 +308,7 @@ impl RouteAuth {
                 }
                 ProviderKind::Forward(f, counts) => {
                     let (verdict, cached) = f.check(req).await;
-                    let i = if cached {
-                        3
-                    } else {
-                        ["allow", "deny", "error"]
-                            .iter()
-                            .position(|l| *l == verdict.label())
-                            .unwrap_or(2)
-                    };
-                    counts[i].inc();
+                    counts[if cached { 3 } else { verdict.slot() }].inc();
                     match verdict {
                         Verdict::Allow(headers) => {
                             return Ok(Identity {
@@ -325,16 +331,7 @@ impl RouteAuth {
                     }
                 }
                 ProviderKind::Basic(b) => match b.check(headers).await {
-                    Ok(user) => {
-                        let mut identity = Identity {
-                            user: Some(user.to_string()),
-                            ..Default::default()
-                        };
-                        if let (Some(h), Ok(v)) = (&b.forward_id, HeaderValue::from_str(&user)) {
-                            identity.headers.push((h.clone(), v));
-                        }
-                        return Ok(identity);
-                    }
+                    Ok(user) => return Ok(Identity::named(&user, b.forward_id.as_ref())),
                     Err(BasicError::Missing) => {}
                     Err(BasicError::Malformed | BasicError::Wrong) => {
                         if worst.presented.is_none() {
@@ -346,16 +343,7 @@ impl RouteAuth {
                     }
                 },
                 ProviderKind::ApiKey(k) => match k.check(headers) {
-                    Ok(id) => {
-                        let mut identity = Identity {
-                            user: Some(id.to_string()),
-                            ..Default::default()
-                        };
-                        if let (Some(h), Ok(v)) = (&k.forward_id, HeaderValue::from_str(id)) {
-                            identity.headers.push((h.clone(), v));
-                        }
-                        return Ok(identity);
-                    }
+                    Ok(id) => return Ok(Identity::named(id, k.forward_id.as_ref())),
                     Err(ApiKeyError::Missing) => {}
                     Err(ApiKeyError::Unknown) => {
                         if worst.presented.is_none() {
