@@ -8,13 +8,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
-/// `gatehouse -c PATH -t`.
-fn check(path: &std::path::Path) -> Command {
-    let mut c = bin();
-    c.arg("-c").arg(path).arg("-t");
-    c
-}
-
 fn write(text: &str) -> tempfile::NamedTempFile {
     let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(f.path(), text).unwrap();
@@ -48,7 +41,7 @@ fn test_mode_reports_every_error_with_path_and_position() {
     let f = write(
         "server:\n  listen: [\"nope\"]\n  grace_period: 5\nupstreams:\n  empty: { targets: [] }\n  u: { targets: [\"127.0.0.1:1\"], connect_timeout: 3 parsecs }\nroutes:\n  - name: a\n    upstream: u\n  - name: a\n    upstream: missing\n    match: { path_regex: \"([\" }\n",
     );
-    let out = check(f.path()).output().unwrap();
+    let out = config_check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for expected in [
@@ -71,7 +64,7 @@ fn test_mode_reports_every_error_with_path_and_position() {
 #[test]
 fn unknown_keys_are_rejected_with_their_path() {
     let f = write("upstreams:\n  u:\n    targets: [\"127.0.0.1:1\"]\n    bogus: 1\n");
-    let out = check(f.path()).output().unwrap();
+    let out = config_check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -86,7 +79,7 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
     let f = write(
         "server:\n  listen: [\"127.0.0.1:${GH_TEST_PORT}\"]\n  threads: ${GH_TEST_THREADS:-2}\nupstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes: [{ name: r, upstream: u }]\n",
     );
-    let out = check(f.path())
+    let out = config_check(f.path())
         .env("GH_TEST_PORT", "8181")
         .output()
         .unwrap();
@@ -95,7 +88,10 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = check(f.path()).env_remove("GH_TEST_PORT").output().unwrap();
+    let out = config_check(f.path())
+        .env_remove("GH_TEST_PORT")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -107,7 +103,7 @@ fn env_vars_are_substituted_and_missing_ones_reported() {
 
 #[test]
 fn missing_file_is_one_clear_line() {
-    let out = check(std::path::Path::new("/nonexistent/gatehouse.yaml"))
+    let out = config_check(std::path::Path::new("/nonexistent/gatehouse.yaml"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -123,7 +119,7 @@ fn missing_file_is_one_clear_line() {
 #[test]
 fn malformed_yaml_is_reported_with_position() {
     let f = write("server:\n  listen: [\"a\"\n  threads: 2\n");
-    let out = check(f.path()).output().unwrap();
+    let out = config_check(f.path()).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line "), "{err}");

@@ -149,10 +149,7 @@ fn the_spec_example_passes_the_config_check() {
         );
     let file = dir.path().join("gatehouse.yaml");
     std::fs::write(&file, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&file)
+    let out = crate::support::config_check(&file)
         .env("JWT_SECRET", "a-secret-of-at-least-32-bytes-for-hs256!")
         .env("PARTNER_A_KEY", "partner-a-key")
         .output()

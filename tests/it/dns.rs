@@ -37,17 +37,8 @@ fn spread(gw: &Gateway, n: usize) -> HashMap<String, usize> {
     counts
 }
 
-fn upstreams(gw: &Gateway) -> serde_json::Value {
-    client()
-        .get(gw.admin_url("/upstreams"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 fn target_addrs(gw: &Gateway) -> Vec<String> {
-    let mut v: Vec<String> = upstreams(gw)["pool"]["targets"]
+    let mut v: Vec<String> = gw.admin_json("/upstreams")["pool"]["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -106,7 +97,7 @@ fn traffic_follows_a_name_from_two_to_three_to_one_address() {
     assert!(eventually(Duration::from_secs(5), || target_addrs(&gw)
         == vec![at("127.0.0.4")]));
     // The removed addresses are shown as draining while their requests run.
-    let draining = upstreams(&gw)["pool"]["draining"]
+    let draining = gw.admin_json("/upstreams")["pool"]["draining"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -149,7 +140,7 @@ fn dns_down_keeps_the_last_good_set() {
     }));
     let counts = spread(&gw, 20);
     assert_eq!(counts.len(), 2, "both addresses still serve: {counts:?}");
-    let u = upstreams(&gw);
+    let u = gw.admin_json("/upstreams");
     let err = &u["pool"]["dns"]["names"][format!("users.test:{port}")]["error"];
     assert!(err.is_string(), "the failure is shown: {u}");
     assert_eq!(u["pool"]["ready"], true);
@@ -182,7 +173,7 @@ fn srv_records_give_ports_and_weights_of_the_lowest_priority() {
         (270..=330).contains(&h),
         "weights 30:10 gave heavy {h} of 400"
     );
-    let weights: HashMap<String, u64> = upstreams(&gw)["pool"]["targets"]
+    let weights: HashMap<String, u64> = gw.admin_json("/upstreams")["pool"]["targets"]
         .as_array()
         .unwrap()
         .iter()
@@ -226,12 +217,7 @@ fn config_check_never_queries_dns() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = config_check(&file).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -263,7 +249,7 @@ fn a_target_that_stays_keeps_its_state_and_its_pooled_connections() {
         c.get(gw.url("/x")).send().unwrap();
     }
     let ejected = |ip: &str| {
-        upstreams(&gw)["pool"]["targets"]
+        gw.admin_json("/upstreams")["pool"]["targets"]
             .as_array()
             .unwrap()
             .iter()

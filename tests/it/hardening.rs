@@ -3,17 +3,11 @@
 //! upstreams for the rest.
 
 use crate::support::*;
-use std::process::Command;
 
 fn check_text(text: &str) -> std::process::Output {
     let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(f.path(), text).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("-t")
-        .arg("-c")
-        .arg(f.path())
-        .output()
-        .unwrap()
+    config_check(f.path()).output().unwrap()
 }
 
 const ROUTED: &str =

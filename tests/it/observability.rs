@@ -249,12 +249,7 @@ fn admin_api_lists_upstreams_and_redacts_config() {
     let env = setup("");
     let (up, gw) = (&env.up, &env.gw);
     let c = client();
-    let v: serde_json::Value = c
-        .get(gw.admin_url("/upstreams"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v = gw.admin_json("/upstreams");
     let t = &v["svc"]["targets"][0];
     assert_eq!(t["addr"], up.addr.to_string());
     assert_eq!(t["healthy"], true);
@@ -279,13 +274,7 @@ fn admin_api_lists_upstreams_and_redacts_config() {
 
 /// `inflight` of the first target of upstream `svc`, from `GET /upstreams`.
 fn target_inflight(gw: &Gateway) -> serde_json::Value {
-    let v: serde_json::Value = client()
-        .get(gw.admin_url("/upstreams"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    v["svc"]["targets"][0]["inflight"].clone()
+    gw.admin_json("/upstreams")["svc"]["targets"][0]["inflight"].clone()
 }
 
 #[test]

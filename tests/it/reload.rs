@@ -14,12 +14,7 @@ fn cfg(gw: &Gateway, text: &str) -> gatehouse::config::Config {
 }
 
 fn targets(gw: &Gateway) -> serde_json::Value {
-    client()
-        .get(gw.admin_url("/upstreams"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    gw.admin_json("/upstreams")
 }
 
 #[test]

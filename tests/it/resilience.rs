@@ -24,13 +24,7 @@ fn pool_metric(gw: &Gateway, name: &str, extra: &[(&str, &str)]) -> f64 {
 }
 
 fn ejected_until(gw: &Gateway, u: &Upstream) -> Option<String> {
-    let v: serde_json::Value = client()
-        .get(gw.admin_url("/upstreams"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    v["pool"]["targets"]
+    gw.admin_json("/upstreams")["pool"]["targets"]
         .as_array()
         .unwrap()
         .iter()

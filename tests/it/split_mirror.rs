@@ -118,13 +118,7 @@ fn a_split_side_without_healthy_targets_gives_its_share_away() {
         ),
     );
     assert!(eventually(Duration::from_secs(5), || {
-        let v: serde_json::Value = client()
-            .get(gw.admin_url("/upstreams"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v["b"]["targets"][0]["healthy"] == false
+        gw.admin_json("/upstreams")["b"]["targets"][0]["healthy"] == false
     }));
     let c = client();
     for _ in 0..40 {

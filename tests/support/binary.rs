@@ -17,6 +17,13 @@ pub struct Binary {
 
 /// Writes `yaml` (with `{listen}`/`{admin}`/`{dir}` filled in) and starts
 /// the binary with `-c`. `setup` can adjust the command (stdio, env, args).
+/// `gatehouse -t -c PATH`: the config check of the real binary.
+pub fn config_check(path: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    c.arg("-t").arg("-c").arg(path);
+    c
+}
+
 pub fn spawn_binary(yaml: &str, setup: impl FnOnce(&mut std::process::Command)) -> Binary {
     let dir = tempfile::tempdir().unwrap();
     let (port, admin_port) = (free_port(), free_port());

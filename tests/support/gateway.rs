@@ -59,6 +59,16 @@ impl Gateway {
             self.admin.expect("no admin listener configured")
         )
     }
+
+    /// `GET path` on the admin listener, as JSON (`/upstreams`, say).
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.admin_url(path))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
 }
 
 impl Drop for Gateway {
