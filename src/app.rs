@@ -11,7 +11,6 @@ use crate::proxy::Gateway;
 use crate::runtime::{BuildError, GatewayState};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -74,7 +73,6 @@ fn client_buffers() -> L4BufferSettings {
 pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     let conf = server_conf(&config, &opts);
     let listen = config.server.listen.clone();
-    let tls_listen = config.server.tls.as_ref().map(|t| t.listen);
     let h2c = config.server.h2c;
     let upstream_ca = config.server.upstream_ca.clone();
     let admin = config.admin.clone();
@@ -86,16 +84,6 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     )?);
     // Everything fallible (certificates included) is done before the server
     // exists, so a bad config never takes over the old process's sockets.
-    let tls = match (tls_listen, &state.tls) {
-        (Some(addr), Some(resolver)) => {
-            let mut settings = TlsSettings::intermediate("", "")
-                .map_err(|e| BuildError::Listener(e.to_string()))?;
-            settings.set_cert_resolver(resolver.clone());
-            settings.enable_h2();
-            Some((addr, settings))
-        }
-        _ => None,
-    };
 
     let opt = Opt {
         upgrade: opts.upgrade,
@@ -125,12 +113,10 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     for addr in &listen {
         proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
-    if let Some((addr, settings)) = tls {
-        proxy.add_listener(
-            ListenerConfig::tcp(addr.to_string())
-                .tls(settings)
-                .l4_buffer(client_buffers()),
-        );
+    // A plain TCP listener: `Accept` runs the TLS handshake itself, inside
+    // the connection's `header_timeout`.
+    if let Some(tls) = &state.tls {
+        proxy.add_listener(ListenerConfig::tcp(tls.addr.to_string()).l4_buffer(client_buffers()));
     }
     server.add_service(proxy);
     server.add_service(background_service("tasks", task_service));

@@ -172,6 +172,8 @@ pub(super) struct TlsFile {
     pub listen: Text,
     pub cert: String,
     pub key: String,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -356,6 +358,17 @@ pub(super) struct AuthFile {
     pub send_headers: Option<Vec<String>>,
     pub copy_headers: Option<Vec<String>>,
     pub cache: Option<Text>,
+    // mtls
+    pub allow_subjects: Option<Vec<String>>,
+    pub allow_sans: Option<Vec<String>>,
+    pub forward: Option<MtlsForwardFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct MtlsForwardFile {
+    pub subject: Option<String>,
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

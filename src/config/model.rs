@@ -59,6 +59,25 @@ pub struct TlsConfig {
     pub listen: SocketAddr,
     pub cert: String,
     pub key: String,
+    /// `client_ca`: ask for client certificates and verify them.
+    pub client_ca: Option<ClientCaConfig>,
+}
+
+impl TlsConfig {
+    pub fn client_ca(&self) -> Option<crate::tls::ClientCa<'_>> {
+        self.client_ca.as_ref().map(|c| crate::tls::ClientCa {
+            path: &c.path,
+            required: c.required,
+        })
+    }
+}
+
+/// `server.tls.client_ca` and `client_auth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCaConfig {
+    pub path: String,
+    /// `client_auth: required`: the handshake fails without a valid certificate.
+    pub required: bool,
 }
 
 /// What a client may make gatehouse hold.
@@ -391,6 +410,19 @@ pub enum AuthConfig {
     ApiKey(ApiKeyConfig),
     Basic(BasicConfig),
     Forward(ForwardConfig),
+    Mtls(MtlsConfig),
+}
+
+/// `type: mtls`: the verified client certificate is the credential.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MtlsConfig {
+    /// Exact RFC 4514 subjects; with `allow_sans`, either may match.
+    pub allow_subjects: Vec<String>,
+    /// DNS or URI subject alternative names.
+    pub allow_sans: Vec<String>,
+    /// Identity headers: the subject and the SHA-256 fingerprint (hex).
+    pub forward_subject: Option<HeaderName>,
+    pub forward_fingerprint: Option<HeaderName>,
 }
 
 /// `type: forward`: ask another service.

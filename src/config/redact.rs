@@ -99,6 +99,15 @@ fn auth(a: &AuthConfig) -> Value {
             "users": b.users.iter().map(|(n, _)| json!({"name": n, "hash": REDACTED})).collect::<Vec<_>>(),
             "forward_id": b.forward_id.as_ref().map(|h| h.as_str()),
         }),
+        AuthConfig::Mtls(m) => json!({
+            "type": "mtls",
+            "allow_subjects": m.allow_subjects,
+            "allow_sans": m.allow_sans,
+            "forward": {
+                "subject": m.forward_subject.as_ref().map(|h| h.as_str()),
+                "fingerprint": m.forward_fingerprint.as_ref().map(|h| h.as_str()),
+            },
+        }),
     }
 }
 
@@ -195,7 +204,11 @@ pub fn redacted_json(c: &Config) -> Value {
             "grace_period": format_duration(s.grace_period),
             "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "idle_timeout": format_duration(s.idle_timeout),
-            "tls": s.tls.as_ref().map(|t| json!({"listen": t.listen.to_string(), "cert": t.cert, "key": t.key})),
+            "tls": s.tls.as_ref().map(|t| json!({
+                "listen": t.listen.to_string(), "cert": t.cert, "key": t.key,
+                "client_ca": t.client_ca.as_ref().map(|c| &c.path),
+                "client_auth": t.client_ca.as_ref().map(|c| if c.required { "required" } else { "optional" }),
+            })),
             "h2c": s.h2c,
             "upstream_ca": s.upstream_ca,
             "resolver": s.resolver.iter().map(|a| a.to_string()).collect::<Vec<_>>(),

@@ -8,8 +8,9 @@
 //! - the counts the drain waits for (`signals.rs`): open connections and
 //!   those still before their first head.
 //!
-//! TLS handshakes happen in Pingora's listener before this runs; Pingora
-//! bounds them to 60 s itself.
+//! - on the TLS listener, the handshake (with the acceptor loaded last, so
+//!   a reload's certificate or `client_ca` applies to the next connection),
+//!   inside that same deadline.
 
 use super::edge::Edge;
 use crate::runtime::GatewayState;
@@ -65,6 +66,29 @@ pub(crate) fn first_head_arrived(state: &GatewayState, peer: std::net::SocketAdd
     }
 }
 
+/// The TLS handshake over the listener's TCP stream.
+async fn handshake(
+    acceptor: &pingora::listeners::tls::Acceptor,
+    stream: Stream,
+) -> pingora::Result<Stream> {
+    use pingora::protocols::l4::stream::Stream as Tcp;
+    let tcp = stream.into_any().downcast::<Tcp>().map_err(|_| {
+        pingora::Error::explain(pingora::ErrorType::AcceptError, "not a TCP stream")
+    })?;
+    Ok(Box::new(acceptor.tls_handshake(*tcp).await?))
+}
+
+/// Whether `stream` was accepted on `addr` (an unspecified IP matches any
+/// local address on that port).
+fn on_listener(stream: &Stream, addr: std::net::SocketAddr) -> bool {
+    let local = stream
+        .get_socket_digest()
+        .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+    local.is_some_and(|l| {
+        l.port() == addr.port() && (addr.ip().is_unspecified() || l.ip() == addr.ip())
+    })
+}
+
 #[async_trait]
 impl ServerApp for Accept {
     async fn process_new(
@@ -98,8 +122,27 @@ impl ServerApp for Accept {
             peer,
             first: first.clone(),
         };
-        let served =
-            super::edge::until_head(self.edge.process_new(stream, shutdown), budget, &first);
+        let tls = self
+            .state
+            .tls
+            .as_ref()
+            .filter(|l| on_listener(&stream, l.addr));
+        let acceptor = tls.map(|l| l.acceptor());
+        let edge = &self.edge;
+        let serve = async move {
+            let stream = match acceptor {
+                None => stream,
+                Some(a) => match handshake(&a, stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::debug!("TLS handshake failed: {e}");
+                        return None;
+                    }
+                },
+            };
+            edge.process_new(stream, shutdown).await
+        };
+        let served = super::edge::until_head(serve, budget, &first);
         served.await.unwrap_or_else(|| {
             log::debug!("no complete request head within {budget:?} of accept: connection closed");
             None

@@ -2,7 +2,7 @@
 //! to its status, problem document (`crate::problem`) and own headers.
 
 use crate::http::NormalizeError;
-use crate::policy::auth::{AuthDenied, AuthFailure};
+use crate::policy::auth::AuthDenied;
 use crate::policy::rate_limit::LimitState;
 use crate::problem::{self, Problem};
 use http::Method;
@@ -123,7 +123,7 @@ impl GatewayError {
             Auth(AuthDenied::Unavailable) => {
                 "Credentials cannot be checked right now (keys not loaded, or the auth service failed); retry shortly.".into()
             }
-            Auth(AuthDenied::Refused { .. }) => AuthFailure::Forward.detail().into(),
+            Auth(AuthDenied::Refused { failure, .. }) => failure.detail().into(),
             RateLimited(s) => format!(
                 "Rate limit `{}` of {} requests per {} s exceeded; retry in {} s.",
                 s.limit, s.requests, s.window_secs, s.reset_secs
@@ -146,7 +146,8 @@ impl GatewayError {
                 vec![(http::header::ALLOW, allow)]
             }
             GatewayError::Auth(
-                AuthDenied::Unauthorized { challenges, .. } | AuthDenied::Refused { challenges },
+                AuthDenied::Unauthorized { challenges, .. }
+                | AuthDenied::Refused { challenges, .. },
             ) => challenges
                 .iter()
                 .map(|c| (http::header::WWW_AUTHENTICATE, c.clone()))

@@ -98,6 +98,10 @@ pub(super) async fn request(
             uri: target,
             host: crate::http::request_host(req),
             client_ip: cx.client.ip,
+            client_cert: session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|t| t.extension.get::<crate::tls::client::ClientCert>()),
         };
         match policies::authenticate(route, &auth_req).await {
             Ok(identity) => cx.identity = identity,

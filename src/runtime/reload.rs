@@ -104,16 +104,17 @@ impl Reloader {
 pub fn apply(state: &GatewayState, cfg: Config) -> Result<ReloadReport, BuildError> {
     let old = state.snapshots.load();
     let needs_upgrade = restart_only_changes(&old.config, &cfg);
-    // Certificates are re-read on every reload (renewals keep the same
-    // paths); a bad pair fails the reload before anything is swapped.
-    let cert = match (&state.tls, &cfg.server.tls) {
-        (Some(_), Some(t)) => Some(crate::tls::load_pair(&t.cert, &t.key)?),
+    // Certificates and the client CA are re-read on every reload (renewals
+    // keep the same paths); a bad file fails the reload before anything is
+    // swapped.
+    let acceptor = match (&state.tls, &cfg.server.tls) {
+        (Some(_), Some(t)) => Some(crate::tls::acceptor(&t.cert, &t.key, t.client_ca())?),
         _ => None,
     };
     let logging = cfg.logging.clone();
     let snap = state.snapshots.replace(cfg, &state.metrics)?;
-    if let (Some(resolver), Some(cert)) = (&state.tls, cert) {
-        resolver.store(cert);
+    if let (Some(listener), Some(acceptor)) = (&state.tls, acceptor) {
+        listener.store(acceptor);
     }
     state.access_log.reconfigure(&logging);
     crate::logging::set_level(logging.level);

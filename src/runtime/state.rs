@@ -7,7 +7,6 @@ use crate::config::Config;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::tasks::Spawner;
-use crate::tls::CertResolver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +31,8 @@ pub struct GatewayState {
     pub cache: crate::cache::Cache,
     pub metrics: Metrics,
     pub access_log: AccessLog,
-    /// The listener certificate, present when `server.tls` is set.
-    pub tls: Option<Arc<CertResolver>>,
+    /// The TLS listener's acceptor, present when `server.tls` is set.
+    pub tls: Option<crate::tls::Listener>,
     pub reloader: Reloader,
     pub connections: Connections,
 }
@@ -50,7 +49,12 @@ impl GatewayState {
         let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
         let cache = crate::cache::Cache::new(config.cache.max_size);
         let tls = match &config.server.tls {
-            Some(t) => Some(Arc::new(CertResolver::load(&t.cert, &t.key)?)),
+            Some(t) => Some(crate::tls::Listener::load(
+                t.listen,
+                &t.cert,
+                &t.key,
+                t.client_ca(),
+            )?),
             None => None,
         };
         Ok(GatewayState {

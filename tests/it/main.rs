@@ -24,6 +24,7 @@ mod dns;
 mod edge_limits;
 mod hardening;
 mod layering;
+mod mtls;
 mod normalize_props;
 mod observability;
 mod observability_bin;

@@ -8,17 +8,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const HOST: &str = "gatehouse.test";
+pub(crate) const HOST: &str = "gatehouse.test";
 
 /// A root CA, an intermediate, and a leaf for `gatehouse.test` and
 /// 127.0.0.1, written as PEM files (the leaf file carries the chain).
-struct Pki {
-    root: String,
-    leaf_chain: String,
-    leaf_key: String,
+pub(crate) struct Pki {
+    pub(crate) root: String,
+    pub(crate) leaf_chain: String,
+    pub(crate) leaf_key: String,
 }
 
-fn ca_params(name: &str) -> CertificateParams {
+pub(crate) fn ca_params(name: &str) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name
@@ -26,7 +26,7 @@ fn ca_params(name: &str) -> CertificateParams {
     p
 }
 
-fn mint_pki(tag: &str) -> Pki {
+pub(crate) fn mint_pki(tag: &str) -> Pki {
     let root = CertifiedIssuer::self_signed(
         ca_params(&format!("{tag} root")),
         KeyPair::generate().unwrap(),
@@ -49,7 +49,7 @@ fn mint_pki(tag: &str) -> Pki {
 }
 
 /// Writes the listener files under `dir`; returns (cert, key, root CA) paths.
-fn write_pki(dir: &Path, pki: &Pki) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn write_pki(dir: &Path, pki: &Pki) -> (PathBuf, PathBuf, PathBuf) {
     let (c, k, r) = (
         dir.join("cert.pem"),
         dir.join("key.pem"),

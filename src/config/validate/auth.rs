@@ -45,6 +45,9 @@ const TYPE_KEYS: &[(&str, &[&str], Present)] = &[
     ("send_headers", &["forward"], |a| a.send_headers.is_some()),
     ("copy_headers", &["forward"], |a| a.copy_headers.is_some()),
     ("cache", &["forward"], |a| a.cache.is_some()),
+    ("allow_subjects", &["mtls"], |a| a.allow_subjects.is_some()),
+    ("allow_sans", &["mtls"], |a| a.allow_sans.is_some()),
+    ("forward", &["mtls"], |a| a.forward.is_some()),
     ("algorithms", &["jwt"], |a| a.algorithms.is_some()),
     ("secret", &["jwt"], |a| a.secret.is_some()),
     ("public_key", &["jwt"], |a| a.public_key.is_some()),
@@ -370,17 +373,18 @@ pub(super) fn providers(
             Some("api_key") => api_key(&path, a, errs).map(AuthConfig::ApiKey),
             Some("basic") => super::basic::basic(&path, a, errs).map(AuthConfig::Basic),
             Some("forward") => super::forward::forward(&path, a, errs).map(AuthConfig::Forward),
+            Some("mtls") => super::mtls::mtls(&path, a, errs).map(AuthConfig::Mtls),
             Some(other) => {
                 errs.push(
                     path.key("type"),
-                    format!("unknown type `{other}` (jwt, api_key, basic, forward)"),
+                    format!("unknown type `{other}` (jwt, api_key, basic, forward, mtls)"),
                 );
                 None
             }
             None => {
                 errs.push(
                     path.key("type"),
-                    "required: `jwt`, `api_key`, `basic` or `forward`",
+                    "required: `jwt`, `api_key`, `basic`, `forward` or `mtls`",
                 );
                 None
             }

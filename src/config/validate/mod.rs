@@ -9,6 +9,7 @@ mod basic;
 mod edge;
 mod forward;
 mod limits;
+mod mtls;
 mod route;
 mod server;
 mod traffic;
@@ -339,6 +340,16 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
         .and_then(|a| server::admin(a, &server, errs));
     let logging = server::logging(&f.logging, base, errs);
     let auth = auth::providers(&f.auth, base, errs);
+    let asks_for_certs = server.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    for (name, a) in &auth {
+        if matches!(a, AuthConfig::Mtls(_)) && !asks_for_certs {
+            errs.warn(
+                KeyPath::root("auth").key(name),
+                "no client certificate can reach this mtls provider without \
+                 `server.tls.client_ca`: every request it checks gets 401",
+            );
+        }
+    }
     let redis = f.redis.as_ref().map(|r| limits::redis(r, errs));
     let rate_limits = limits::rate_limits(&f.rate_limits, f.redis.is_some(), errs);
     let cache = server::cache(f.cache.as_ref(), errs);

@@ -142,7 +142,54 @@ fn tls(s: &ServerFile, base: &Path, errs: &mut Errs) -> Option<TlsConfig> {
             errs.push(path.key("key"), e.to_string());
         }
     }
-    Some(TlsConfig { listen, cert, key })
+    let client_ca = client_ca(t, &path, base, errs);
+    Some(TlsConfig {
+        listen,
+        cert,
+        key,
+        client_ca,
+    })
+}
+
+/// `client_ca` (a PEM bundle, loaded as the listener will) and
+/// `client_auth` (`optional`, the default, or `required`).
+fn client_ca(t: &TlsFile, path: &KeyPath, base: &Path, errs: &mut Errs) -> Option<ClientCaConfig> {
+    let required = match t.client_auth.as_deref() {
+        None | Some("optional") => false,
+        Some("required") => true,
+        Some(other) => {
+            errs.push(
+                path.key("client_auth"),
+                format!("unknown client_auth `{other}` (optional, required)"),
+            );
+            false
+        }
+    };
+    let Some(file) = &t.client_ca else {
+        if t.client_auth.is_some() {
+            errs.push(
+                path.key("client_auth"),
+                "needs `client_ca`: the CA client certificates are verified against",
+            );
+        }
+        return None;
+    };
+    let before = errs.count();
+    let ca_path = readable(errs, &path.key("client_ca"), file, base, "CERTIFICATE");
+    let ca = ClientCaConfig {
+        path: ca_path,
+        required,
+    };
+    if errs.count() == before {
+        let check = crate::tls::ClientCa {
+            path: &ca.path,
+            required,
+        };
+        if let Err(e) = crate::tls::client_verifier(&check) {
+            errs.push(path.key("client_ca"), e.to_string());
+        }
+    }
+    Some(ca)
 }
 
 fn limits(s: &ServerFile, errs: &mut Errs) -> Limits {

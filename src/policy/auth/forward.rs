@@ -27,6 +27,8 @@ pub struct AuthRequest<'a> {
     pub uri: &'a str,
     pub host: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
+    /// The verified TLS client certificate of the connection (`mtls`).
+    pub client_cert: Option<&'a crate::tls::client::ClientCert>,
 }
 
 /// What the auth service decided.

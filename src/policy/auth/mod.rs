@@ -14,6 +14,7 @@ pub(crate) mod digest_cache;
 pub(crate) mod forward;
 pub(crate) mod jwks;
 pub(crate) mod jwt;
+pub(crate) mod mtls;
 pub(crate) mod token_cache;
 
 use crate::config::{AuthConfig, RouteAuthConfig};
@@ -23,6 +24,7 @@ pub(crate) use forward::AuthRequest;
 use forward::{ForwardProvider, Verdict};
 use http::{HeaderName, HeaderValue};
 use jwt::{JwtError, JwtProvider};
+use mtls::{MtlsError, MtlsProvider};
 use prometheus::IntCounter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub enum ProviderKind {
     Basic(Arc<BasicProvider>),
     /// With its answers counted by result (allow, deny, error, cached).
     Forward(ForwardProvider, [IntCounter; 4]),
+    Mtls(MtlsProvider),
 }
 
 pub struct Provider {
@@ -64,6 +67,7 @@ impl Provider {
                 ProviderKind::Forward(ForwardProvider::new(f), metrics.forward_auth(name)),
                 Vec::new(),
             ),
+            AuthConfig::Mtls(m) => (ProviderKind::Mtls(MtlsProvider::new(m)), Vec::new()),
         };
         Ok(Provider {
             name: Arc::from(name),
@@ -116,8 +120,12 @@ pub enum AuthDenied {
     /// 503: keys are not loaded yet (JWKS URL not fetched), or the auth
     /// service did not answer usefully (forward auth fails closed).
     Unavailable,
-    /// 403 from a forward-auth service, with its `WWW-Authenticate`.
-    Refused { challenges: Vec<String> },
+    /// 403 from a forward-auth service (with its `WWW-Authenticate`), or
+    /// a verified client certificate that is not allowed.
+    Refused {
+        failure: AuthFailure,
+        challenges: Vec<String>,
+    },
 }
 
 impl AuthDenied {
@@ -126,7 +134,7 @@ impl AuthDenied {
             AuthDenied::Unauthorized { failure, .. } => *failure,
             AuthDenied::Forbidden { .. } => AuthFailure::Scope,
             AuthDenied::Unavailable => AuthFailure::Unavailable,
-            AuthDenied::Refused { .. } => AuthFailure::Forward,
+            AuthDenied::Refused { failure, .. } => *failure,
         }
     }
 }
@@ -151,11 +159,13 @@ pub enum AuthFailure {
     Password,
     /// A forward-auth service answered 401 or 403.
     Forward,
+    /// A verified client certificate whose subject and SANs are not allowed.
+    Certificate,
 }
 
 impl AuthFailure {
     /// In label order: `ALL[f as usize] == f`.
-    pub const ALL: [AuthFailure; 14] = [
+    pub const ALL: [AuthFailure; 15] = [
         AuthFailure::Missing,
         AuthFailure::Malformed,
         AuthFailure::Signature,
@@ -170,6 +180,7 @@ impl AuthFailure {
         AuthFailure::Unavailable,
         AuthFailure::Password,
         AuthFailure::Forward,
+        AuthFailure::Certificate,
     ];
 
     pub fn label(self) -> &'static str {
@@ -188,11 +199,12 @@ impl AuthFailure {
             AuthFailure::Unavailable => "unavailable",
             AuthFailure::Password => "password",
             AuthFailure::Forward => "forward",
+            AuthFailure::Certificate => "certificate",
         }
     }
 
     /// Every label, in [`AuthFailure::ALL`] order.
-    pub fn labels() -> [&'static str; 14] {
+    pub fn labels() -> [&'static str; 15] {
         AuthFailure::ALL.map(AuthFailure::label)
     }
 
@@ -213,6 +225,7 @@ impl AuthFailure {
             AuthFailure::Unavailable => "Credentials cannot be checked right now.",
             AuthFailure::Password => "The user name or password is not valid.",
             AuthFailure::Forward => "The auth service refused this request.",
+            AuthFailure::Certificate => "This client certificate may not use this route.",
         }
     }
 }
@@ -268,8 +281,9 @@ impl RouteAuth {
                 },
                 ProviderKind::ApiKey(k) => format!("ApiKey realm=\"gatehouse\", header=\"{}\"", k.header),
                 ProviderKind::Basic(_) => "Basic realm=\"gatehouse\"".to_string(),
-                // The auth service's own challenges come with its answer.
-                ProviderKind::Forward(..) => continue,
+                // The auth service's own challenges come with its answer;
+                // TLS client certificates have no HTTP challenge.
+                ProviderKind::Forward(..) | ProviderKind::Mtls(_) => continue,
             };
             if !out.contains(&c) {
                 out.push(c);
@@ -318,7 +332,10 @@ impl RouteAuth {
                         }
                         Verdict::Deny { status, challenges } if worst.presented.is_none() => {
                             worst.presented = Some(if status == 403 {
-                                AuthDenied::Refused { challenges }
+                                AuthDenied::Refused {
+                                    failure: AuthFailure::Forward,
+                                    challenges,
+                                }
                             } else {
                                 AuthDenied::Unauthorized {
                                     failure: AuthFailure::Forward,
@@ -341,6 +358,22 @@ impl RouteAuth {
                             });
                         }
                     }
+                },
+                ProviderKind::Mtls(m) => match (m.check(req.client_cert), req.client_cert) {
+                    (Ok(()), Some(cert)) => {
+                        return Ok(Identity {
+                            user: Some(cert.subject.clone()),
+                            claims: None,
+                            headers: m.headers(cert),
+                        })
+                    }
+                    (Err(MtlsError::NotAllowed), _) if worst.presented.is_none() => {
+                        worst.presented = Some(AuthDenied::Refused {
+                            failure: AuthFailure::Certificate,
+                            challenges: Vec::new(),
+                        });
+                    }
+                    _ => {}
                 },
                 ProviderKind::ApiKey(k) => match k.check(headers) {
                     Ok(id) => return Ok(Identity::named(id, k.forward_id.as_ref())),
@@ -414,6 +447,11 @@ pub(crate) fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> V
             ProviderKind::ApiKey(k) => k.forward_id.iter().collect(),
             ProviderKind::Basic(b) => b.forward_id.iter().collect(),
             ProviderKind::Forward(f, _) => f.copy.iter().collect(),
+            ProviderKind::Mtls(m) => m
+                .forward_subject
+                .iter()
+                .chain(&m.forward_fingerprint)
+                .collect(),
         };
         for h in names {
             if !out.contains(h) {

@@ -1,0 +1,101 @@
+//! `type: mtls`: the client certificate the TLS listener verified is the
+//! credential. The handshake already checked the chain and dates against
+//! `server.tls.client_ca`; this decides who among verified holders may
+//! pass, by exact RFC 4514 subject or by DNS/URI SAN.
+
+use crate::config::MtlsConfig;
+use crate::tls::client::ClientCert;
+use http::{HeaderName, HeaderValue};
+
+pub struct MtlsProvider {
+    allow_subjects: Vec<String>,
+    allow_sans: Vec<String>,
+    pub forward_subject: Option<HeaderName>,
+    pub forward_fingerprint: Option<HeaderName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtlsError {
+    /// No verified certificate on this connection (plain listener, or the
+    /// client sent none): 401.
+    Missing,
+    /// Verified, but neither its subject nor a SAN is allowed: 403.
+    NotAllowed,
+}
+
+impl MtlsProvider {
+    pub fn new(c: &MtlsConfig) -> MtlsProvider {
+        MtlsProvider {
+            allow_subjects: c.allow_subjects.clone(),
+            allow_sans: c.allow_sans.clone(),
+            forward_subject: c.forward_subject.clone(),
+            forward_fingerprint: c.forward_fingerprint.clone(),
+        }
+    }
+
+    /// The certificate's holder, or why not. With neither allow list, any
+    /// verified certificate passes.
+    pub fn check(&self, cert: Option<&ClientCert>) -> Result<(), MtlsError> {
+        let cert = cert.ok_or(MtlsError::Missing)?;
+        if self.allow_subjects.is_empty() && self.allow_sans.is_empty() {
+            return Ok(());
+        }
+        let subject_ok = self.allow_subjects.contains(&cert.subject);
+        let san_ok = cert.sans.iter().any(|s| self.allow_sans.contains(s));
+        if subject_ok || san_ok {
+            Ok(())
+        } else {
+            Err(MtlsError::NotAllowed)
+        }
+    }
+
+    /// The identity headers for an allowed `cert`. A subject that cannot be
+    /// a header value (control characters) is left out rather than sent
+    /// mangled; the fingerprint is always hex.
+    pub fn headers(&self, cert: &ClientCert) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.forward_subject {
+            if let Ok(v) = HeaderValue::from_bytes(cert.subject.as_bytes()) {
+                out.push((h.clone(), v));
+            }
+        }
+        if let Some(h) = &self.forward_fingerprint {
+            if let Ok(v) = HeaderValue::from_str(&cert.sha256) {
+                out.push((h.clone(), v));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(subject: &str, sans: &[&str]) -> ClientCert {
+        ClientCert {
+            subject: subject.into(),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    #[test]
+    fn subject_or_san_allows_and_neither_list_allows_any() {
+        let p = MtlsProvider::new(&MtlsConfig {
+            allow_subjects: vec!["CN=a,O=A".into()],
+            allow_sans: vec!["b.example".into()],
+            ..Default::default()
+        });
+        assert_eq!(p.check(None), Err(MtlsError::Missing));
+        assert_eq!(p.check(Some(&cert("CN=a,O=A", &[]))), Ok(()));
+        assert_eq!(p.check(Some(&cert("CN=x", &["b.example"]))), Ok(()));
+        assert_eq!(
+            p.check(Some(&cert("CN=a", &["c.example"]))),
+            Err(MtlsError::NotAllowed)
+        );
+        let any = MtlsProvider::new(&MtlsConfig::default());
+        assert_eq!(any.check(Some(&cert("CN=z", &[]))), Ok(()));
+        assert_eq!(any.check(None), Err(MtlsError::Missing));
+    }
+}
