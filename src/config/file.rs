@@ -121,6 +121,42 @@ impl<'de> Deserialize<'de> for RouteCacheFile {
     }
 }
 
+/// A route's `compress`: `true`/`false` or `{ algorithms, min_size }`.
+#[derive(Debug, Clone)]
+pub(super) enum CompressFile {
+    On(bool),
+    With(CompressOptions),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CompressOptions {
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub min_size: Option<Text>,
+}
+
+impl<'de> Deserialize<'de> for CompressFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CompressFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or { algorithms, min_size }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CompressFile, E> {
+                Ok(CompressFile::On(v))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<CompressFile, A::Error> {
+                CompressOptions::deserialize(MapAccessDeserializer::new(map))
+                    .map(CompressFile::With)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RateLimitFile {
@@ -297,6 +333,8 @@ pub(super) struct RouteFile {
     pub cors: Option<CorsFile>,
     #[serde(default)]
     pub websocket: bool,
+    #[serde(default)]
+    pub compress: Option<CompressFile>,
     #[serde(default)]
     pub allow_ips: Vec<Text>,
     #[serde(default)]

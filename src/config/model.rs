@@ -371,6 +371,8 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// Proxy `Upgrade: websocket` handshakes (off: the upgrade is refused).
     pub websocket: bool,
+    /// Response compression (`compress`); off when `None`.
+    pub compress: Option<CompressConfig>,
     /// Client IPs/CIDRs allowed (empty: any) and denied (deny wins).
     pub allow_ips: Vec<ipnet::IpNet>,
     pub deny_ips: Vec<ipnet::IpNet>,
@@ -392,6 +394,33 @@ impl RouteUpstream {
             RouteUpstream::Split(v) => v.iter().map(|(n, w)| (n.as_str(), *w)).collect(),
         }
     }
+}
+
+/// A content coding gatehouse can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Zstd,
+    Br,
+    Gzip,
+}
+
+impl Coding {
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Zstd => "zstd",
+            Coding::Br => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+}
+
+/// A route's `compress`: the codings in the route's order of preference
+/// and the smallest `Content-Length` worth compressing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressConfig {
+    pub algorithms: Vec<Coding>,
+    pub min_size: u64,
 }
 
 /// `mirror`: a copy of a share of the requests, answer discarded.

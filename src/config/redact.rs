@@ -188,6 +188,10 @@ fn route(r: &RouteConfig) -> Value {
             "max_age": format_duration(c.max_age),
         })),
         "websocket": r.websocket,
+        "compress": r.compress.as_ref().map(|c| json!({
+            "algorithms": c.algorithms.iter().map(|a| a.token()).collect::<Vec<_>>(),
+            "min_size": c.min_size,
+        })),
     })
 }
 

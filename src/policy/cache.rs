@@ -125,13 +125,23 @@ pub(crate) fn vary_names<'a>(
 
 /// The secondary key of a stored response: the values of the request
 /// headers its `Vary` names (absent headers count as empty).
-pub fn variance(resp_headers: &http::HeaderMap, req: &RequestHeader) -> Option<HashBinary> {
+/// `encoding`, when given, stands for the `Accept-Encoding` value: on
+/// `compress` routes the variant is the negotiated coding.
+pub fn variance(
+    resp_headers: &http::HeaderMap,
+    req: &RequestHeader,
+    encoding: Option<&[u8]>,
+) -> Option<HashBinary> {
     let names = vary_names(resp_headers.get_all(header::VARY));
     if names.is_empty() {
         return None;
     }
     let mut b = VarianceBuilder::new();
     for n in &names {
+        if let (Some(e), "accept-encoding") = (encoding, n.as_str()) {
+            b.add_owned_name_value(n.clone(), e.to_vec());
+            continue;
+        }
         let value = req
             .headers
             .get_all(n.as_str())
@@ -411,14 +421,18 @@ mod tests {
     fn variance_follows_vary() {
         let mut h = http::HeaderMap::new();
         h.insert("vary", "Accept-Language".parse().unwrap());
-        let en = variance(&h, &req(&[("accept-language", "en")]));
-        let fr = variance(&h, &req(&[("accept-language", "fr")]));
+        let en = variance(&h, &req(&[("accept-language", "en")]), None);
+        let fr = variance(&h, &req(&[("accept-language", "fr")]), None);
         assert!(en.is_some() && en != fr);
         assert_eq!(
             en,
-            variance(&h, &req(&[("Accept-Language", "en"), ("x-other", "1")]))
+            variance(
+                &h,
+                &req(&[("Accept-Language", "en"), ("x-other", "1")]),
+                None
+            )
         );
-        assert_eq!(variance(&http::HeaderMap::new(), &req(&[])), None);
+        assert_eq!(variance(&http::HeaderMap::new(), &req(&[]), None), None);
     }
 
     #[test]

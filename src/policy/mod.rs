@@ -4,6 +4,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod cache;
+pub(crate) mod compress;
 pub mod cors;
 pub mod headers;
 pub(crate) mod ip_rules;

@@ -140,8 +140,12 @@ pub(super) fn response_cacheable(
     }
 }
 
-pub(super) fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
-    policy::variance(meta.headers(), req)
+pub(super) fn variance(
+    meta: &CacheMeta,
+    req: &RequestHeader,
+    compress: Option<&super::compress::CompressCtx>,
+) -> Option<HashBinary> {
+    policy::variance(meta.headers(), req, compress.map(super::compress::variant))
 }
 
 fn ttl(meta: &CacheMeta) -> i64 {

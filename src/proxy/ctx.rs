@@ -3,6 +3,7 @@
 //! the request id, the body count and the gateway's own error are shared.
 
 use super::caching::CacheCtx;
+use super::compress::CompressCtx;
 use super::errors::GatewayError;
 use super::forward::ClientAddr;
 use super::mirror::MirrorCtx;
@@ -44,6 +45,8 @@ pub(crate) struct RequestCtx {
     pub upstream: Attempts,
     /// The copy of a mirrored request (`mirror.rs`).
     pub mirror: Option<MirrorCtx>,
+    /// On routes with `compress` (`compress.rs`).
+    pub compress: Option<CompressCtx>,
     /// Request body bytes received so far.
     pub body_bytes: u64,
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
@@ -65,6 +68,7 @@ impl Default for RequestCtx {
             cache: None,
             upstream: Attempts::default(),
             mirror: None,
+            compress: None,
             body_bytes: 0,
             error: None,
             inflight: None,

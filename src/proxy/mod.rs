@@ -20,6 +20,7 @@
 
 pub(crate) mod accept;
 mod caching;
+mod compress;
 pub(crate) mod ctx;
 pub(crate) mod edge;
 pub(crate) mod errors;
@@ -197,10 +198,10 @@ impl ProxyHttp for Gateway {
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        caching::variance(meta, req)
+        caching::variance(meta, req, ctx.compress.as_ref())
     }
 
     /// Stale-while-revalidate within the stored window (Pingora checks it),
@@ -295,16 +296,27 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        select::response_head(session, ctx, resp)
+        select::response_head(session, ctx, resp)?;
+        if let Some(slot) = &mut ctx.compress {
+            let route = ctx.snapshot.as_ref().zip(ctx.matched.as_ref());
+            if let Some(cfg) = route.and_then(|(s, m)| s.routes[m.route].compress.as_ref()) {
+                let head = session.req_header().method == http::Method::HEAD;
+                compress::response_head(cfg, slot, head, resp)?;
+            }
+        }
+        Ok(())
     }
 
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
+        if let Some(slot) = &mut ctx.compress {
+            compress::body(slot, body, end_of_stream)?;
+        }
         if end_of_stream {
             ctx.upstream.end = Some(Instant::now());
         }

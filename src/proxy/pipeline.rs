@@ -125,6 +125,11 @@ pub(super) async fn request(
             cx.mirror = Some(super::mirror::MirrorCtx::new(pool.clone()));
         }
     }
+    // 8. Compression: the coding this client gets (`compress.rs`); the
+    //    upstream response is encoded before the cache stores it.
+    if let Some(cfg) = &route.compress {
+        cx.compress = Some(super::compress::request(cfg, &session.req_header().headers));
+    }
     Ok(Answer::Continue)
 }
 

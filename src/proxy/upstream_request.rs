@@ -52,6 +52,11 @@ pub(super) fn prepare(
             up.insert_header(http::header::HOST, host.as_str())?;
         }
         headers::apply_request(&route.request_headers, up, &vars)?;
+        // Cached and compressed: gatehouse makes every stored variant, so
+        // the upstream answers in identity.
+        if route.compress.is_some() && ctx.cache.is_some() {
+            up.remove_header(&http::header::ACCEPT_ENCODING);
+        }
     }
     // Last: identity from verified credentials wins over everything.
     if let Some(identity) = &ctx.identity {

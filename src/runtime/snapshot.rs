@@ -41,6 +41,8 @@ pub struct Route {
     pub response_headers: HeaderTransform,
     pub cors: Option<CorsConfig>,
     pub websocket: bool,
+    /// Response compression; `None`: off.
+    pub compress: Option<crate::config::CompressConfig>,
     /// `allow_ips` / `deny_ips`; `None` when the route has neither.
     pub ip_rules: Option<IpRules>,
     /// Resolved metric children; `None` without an admin listener.
@@ -224,6 +226,7 @@ fn route(r: &RouteConfig, config: &Config, parts: &Parts<'_>, metrics: Option<&M
         response_headers: r.response_headers.clone(),
         cors: r.cors.clone(),
         websocket: r.websocket,
+        compress: r.compress.clone(),
         ip_rules: IpRules::new(&r.allow_ips, &r.deny_ips),
     }
 }

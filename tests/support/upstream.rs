@@ -295,11 +295,18 @@ fn respond(state: &UpstreamState, req: Recorded) -> Option<Vec<u8>> {
             .as_ref()
             .is_some_and(|e| req.header_all("if-none-match").contains(&e.as_str()));
     let status = if not_modified { 304 } else { status };
-    let mut resp = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-upstream: {}\r\n",
-        state.name
-    );
-    for (n, v) in state.extra_headers.lock().unwrap().iter() {
+    let extra = state.extra_headers.lock().unwrap().clone();
+    // An added Content-Type replaces the JSON one.
+    let ct = if extra
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        ""
+    } else {
+        "content-type: application/json\r\n"
+    };
+    let mut resp = format!("HTTP/1.1 {status} X\r\n{ct}x-upstream: {}\r\n", state.name);
+    for (n, v) in extra.iter() {
         resp.push_str(&format!("{n}: {v}\r\n"));
     }
     if let Some(e) = &etag {

@@ -43,11 +43,50 @@ pub(super) fn route(
         response_headers: HeaderTransform::default(),
         cors: None,
         websocket: r.websocket,
+        compress: compress(&path.key("compress"), r.compress.as_ref(), errs),
         allow_ips: errs.cidrs(&path.key("allow_ips"), &r.allow_ips),
         deny_ips: errs.cidrs(&path.key("deny_ips"), &r.deny_ips),
     };
     policies(path, r, f, &mut cfg, errs);
     (errs.count() == before).then_some(cfg)
+}
+
+/// `compress: true` is `{ algorithms: [zstd, br, gzip], min_size: 1KiB }`.
+fn compress(path: &KeyPath, c: Option<&CompressFile>, errs: &mut Errs) -> Option<CompressConfig> {
+    const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+    let opts = match c? {
+        CompressFile::On(false) => return None,
+        CompressFile::On(true) => CompressOptions::default(),
+        CompressFile::With(o) => o.clone(),
+    };
+    let mut algorithms = Vec::new();
+    match &opts.algorithms {
+        None => algorithms.extend(ALL),
+        Some(list) if list.is_empty() => errs.push(
+            path.key("algorithms"),
+            "name at least one of zstd, br, gzip",
+        ),
+        Some(list) => {
+            for (i, name) in list.iter().enumerate() {
+                let p = path.key("algorithms").index(i);
+                match ALL
+                    .iter()
+                    .find(|c| c.token() == name.trim().to_ascii_lowercase())
+                {
+                    Some(c) if algorithms.contains(c) => {
+                        errs.push(p, format!("`{name}` is listed twice"))
+                    }
+                    Some(c) => algorithms.push(*c),
+                    None => errs.push(p, format!("unknown algorithm `{name}` (zstd, br, gzip)")),
+                }
+            }
+        }
+    }
+    let min_size = errs.size(&path.key("min_size"), &opts.min_size, 1024, 0, 1 << 30);
+    Some(CompressConfig {
+        algorithms,
+        min_size,
+    })
 }
 
 fn matcher(path: &KeyPath, m: &MatchFile, errs: &mut Errs) -> MatchConfig {
