@@ -68,7 +68,7 @@ pub(crate) fn first_head_arrived(state: &GatewayState, peer: std::net::SocketAdd
 
 /// The TLS handshake over the listener's TCP stream.
 async fn handshake(
-    acceptor: &pingora::listeners::tls::Acceptor,
+    acceptor: Arc<pingora::listeners::tls::Acceptor>,
     stream: Stream,
 ) -> pingora::Result<Stream> {
     use pingora::protocols::l4::stream::Stream as Tcp;
@@ -122,27 +122,29 @@ impl ServerApp for Accept {
             peer,
             first: first.clone(),
         };
-        let tls = self
-            .state
-            .tls
-            .as_ref()
-            .filter(|l| on_listener(&stream, l.addr));
-        let acceptor = tls.map(|l| l.acceptor());
-        let edge = &self.edge;
-        let serve = async move {
-            let stream = match acceptor {
-                None => stream,
-                Some(a) => match handshake(&a, stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
+        let start = tokio::time::Instant::now();
+        let tls = self.state.tls.as_ref();
+        let stream = match tls.filter(|l| on_listener(&stream, l.addr)) {
+            None => stream,
+            // Boxed: the handshake's state (rustls's) stays out of the
+            // future every plain connection carries.
+            Some(l) => {
+                let hs = Box::pin(handshake(l.acceptor(), stream));
+                match tokio::time::timeout(budget, hs).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
                         log::debug!("TLS handshake failed: {e}");
                         return None;
                     }
-                },
-            };
-            edge.process_new(stream, shutdown).await
+                    Err(_) => {
+                        log::debug!("TLS handshake not complete within {budget:?} of accept");
+                        return None;
+                    }
+                }
+            }
         };
-        let served = super::edge::until_head(serve, budget, &first);
+        let left = budget.saturating_sub(start.elapsed());
+        let served = super::edge::until_head(self.edge.process_new(stream, shutdown), left, &first);
         served.await.unwrap_or_else(|| {
             log::debug!("no complete request head within {budget:?} of accept: connection closed");
             None
