@@ -61,6 +61,7 @@ routes:
     upstream: products
     strip_prefix: /api
     cache: true
+    compress: true
   - name: orders
     match: { path_prefix: /api/orders }
     upstream: orders

@@ -16,7 +16,8 @@ use super::edge::Edge;
 use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as Tcp;
+use pingora::protocols::{GetSocketDigest, Stream};
 use pingora::server::ShutdownWatch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,21 +67,19 @@ pub(crate) fn first_head_arrived(state: &GatewayState, peer: std::net::SocketAdd
     }
 }
 
-/// The TLS handshake over the listener's TCP stream.
-async fn handshake(
-    acceptor: Arc<pingora::listeners::tls::Acceptor>,
-    stream: Stream,
-) -> pingora::Result<Stream> {
-    use pingora::protocols::l4::stream::Stream as Tcp;
-    let tcp = stream.into_any().downcast::<Tcp>().map_err(|_| {
-        pingora::Error::explain(pingora::ErrorType::AcceptError, "not a TCP stream")
-    })?;
-    Ok(Box::new(acceptor.tls_handshake(*tcp).await?))
+/// The listener's TCP stream, concrete again (Pingora hands it over boxed).
+fn tcp(stream: Stream) -> Option<Tcp> {
+    stream.into_any().downcast::<Tcp>().ok().map(|b| *b)
+}
+
+/// Pingora's own bodiless rejections become problem+json (`reject.rs`).
+fn guarded<S: pingora::protocols::IO + 'static>(s: S) -> Stream {
+    Box::new(super::reject::Rejects::new(s))
 }
 
 /// Whether `stream` was accepted on `addr` (an unspecified IP matches any
 /// local address on that port).
-fn on_listener(stream: &Stream, addr: std::net::SocketAddr) -> bool {
+fn on_listener(stream: &Tcp, addr: std::net::SocketAddr) -> bool {
     let local = stream
         .get_socket_digest()
         .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
@@ -124,14 +123,19 @@ impl ServerApp for Accept {
         };
         let start = tokio::time::Instant::now();
         let tls = self.state.tls.as_ref();
-        let stream = match tls.filter(|l| on_listener(&stream, l.addr)) {
-            None => stream,
+        let Some(tcp) = tcp(stream) else {
+            log::error!("accepted a connection that is not TCP: closed");
+            return None;
+        };
+        let stream = match tls.filter(|l| on_listener(&tcp, l.addr)) {
+            None => guarded(tcp),
             // Boxed: the handshake's state (rustls's) stays out of the
             // future every plain connection carries.
             Some(l) => {
-                let hs = Box::pin(handshake(l.acceptor(), stream));
+                let acceptor = l.acceptor();
+                let hs = Box::pin(acceptor.tls_handshake(tcp));
                 match tokio::time::timeout(budget, hs).await {
-                    Ok(Ok(s)) => s,
+                    Ok(Ok(s)) => guarded(s),
                     Ok(Err(e)) => {
                         log::debug!("TLS handshake failed: {e}");
                         return None;

@@ -30,6 +30,7 @@ pub(crate) mod mirror;
 mod observe;
 mod pipeline;
 mod policies;
+mod reject;
 mod route;
 mod select;
 mod upstream_request;

@@ -432,3 +432,35 @@ fn nested_env_defaults_are_named_and_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn pingoras_own_rejections_answer_problem_json() {
+    let up = Upstream::start("u");
+    let gw = echo_gateway(&up, "");
+    let many: String = (0..300).map(|i| format!("X-H{i}: 1\r\n")).collect();
+    let cases: [(String, u16); 3] = [
+        (format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"), 400),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nBad Header Line\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n".to_string(),
+            405,
+        ),
+    ];
+    for (req, status) in cases {
+        let r = raw(gw.addr, req.as_bytes()).expect("an answer");
+        assert_eq!(r.status, status, "{req:.40}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        let doc = r.json();
+        assert_eq!(doc["status"], status);
+        assert!(doc["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:gatehouse:problem:"));
+    }
+    assert_eq!(up.hits(), 0, "nothing forwarded");
+    // Everything else is untouched: a normal answer still streams through.
+    assert_eq!(client().get(gw.url("/x")).send().unwrap().status(), 200);
+}
