@@ -42,6 +42,15 @@ def free_port():
     return p
 
 
+def wait_port(port, tries=100):
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def config(ports, proxy, admin, log, broken=False):
     targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
     text = f"""server: {{ listen: ["127.0.0.1:{proxy}"], threads: 1, grace_period: 2s }}
@@ -128,12 +137,10 @@ def main():
     open(cfg, "w").write(config(ports, proxy, admin, log))
     ups = {p: subprocess.Popen([sys.executable, "-c", UPSTREAM, str(p)]) for p in ports}
     gh = subprocess.Popen([a.binary, "-c", cfg], stderr=open(os.path.join(work, "gatehouse.err"), "w"))
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", proxy), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    # Load starts once the targets and the proxy listen: a target still
+    # starting would count as the gateway's error.
+    for port in [*ports, proxy]:
+        wait_port(port)
     stats, stop = Stats(), threading.Event()
     threads = [threading.Thread(target=client, args=(proxy, stats, stop, n), daemon=True) for n in range(a.clients)]
     for t in threads:

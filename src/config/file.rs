@@ -88,44 +88,22 @@ pub(super) struct CacheFile {
     pub default_ttl: Option<Text>,
 }
 
-/// A route's `cache`: `true`/`false` or `{ ttl }`.
+/// A key that is `true`/`false` or a map of options: a route's `cache`
+/// (`{ ttl }`) and `compress` (`{ algorithms, min_size }`).
 #[derive(Debug, Clone)]
-pub(super) enum RouteCacheFile {
+pub(super) enum BoolOr<T> {
     On(bool),
-    Ttl(RouteCacheTtl),
+    With(T),
 }
+
+pub(super) type RouteCacheFile = BoolOr<RouteCacheTtl>;
+pub(super) type CompressFile = BoolOr<CompressOptions>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RouteCacheTtl {
     #[serde(default)]
     pub ttl: Option<Text>,
-}
-
-impl<'de> Deserialize<'de> for RouteCacheFile {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RouteCacheFile;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("true, false or { ttl }")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RouteCacheFile, E> {
-                Ok(RouteCacheFile::On(v))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RouteCacheFile, A::Error> {
-                RouteCacheTtl::deserialize(MapAccessDeserializer::new(map)).map(RouteCacheFile::Ttl)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A route's `compress`: `true`/`false` or `{ algorithms, min_size }`.
-#[derive(Debug, Clone)]
-pub(super) enum CompressFile {
-    On(bool),
-    With(CompressOptions),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -137,23 +115,22 @@ pub(super) struct CompressOptions {
     pub min_size: Option<Text>,
 }
 
-impl<'de> Deserialize<'de> for CompressFile {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for BoolOr<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CompressFile;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = BoolOr<T>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("true, false or { algorithms, min_size }")
+                f.write_str("true, false or a map of options")
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<CompressFile, E> {
-                Ok(CompressFile::On(v))
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<BoolOr<T>, E> {
+                Ok(BoolOr::On(v))
             }
-            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<CompressFile, A::Error> {
-                CompressOptions::deserialize(MapAccessDeserializer::new(map))
-                    .map(CompressFile::With)
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<BoolOr<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(BoolOr::With)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 

@@ -5,7 +5,6 @@
 
 use crate::support::*;
 use std::io::Read;
-use std::time::Duration;
 
 /// 8 KiB of JSON-ish text.
 fn text_body() -> Vec<u8> {
@@ -123,12 +122,7 @@ fn q_values_and_route_order_choose_the_coding() {
         Some("gzip")
     );
     // HTTP/2 (h2c) too.
-    let h2 = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let h2 = h2c_client();
     let g = fetch(&h2, &url, Some("br"));
     assert_eq!(g.coding.as_deref(), Some("br"));
     assert_eq!(decode(Some("br"), &g.body), body);

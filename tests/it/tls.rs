@@ -134,12 +134,7 @@ fn https_listener_speaks_http1_and_h2_by_alpn_and_serves_the_chain() {
 #[test]
 fn h2c_prior_knowledge_on_the_plain_listener_when_enabled() {
     let up = Upstream::start("svc");
-    let h2 = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let h2 = h2c_client();
     let cfg = |h2c: bool| {
         format!(
             "server: {{ listen: [\"{{listen}}\"], h2c: {h2c} }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u }}]\n",

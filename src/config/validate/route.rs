@@ -55,9 +55,9 @@ pub(super) fn route(
 fn compress(path: &KeyPath, c: Option<&CompressFile>, errs: &mut Errs) -> Option<CompressConfig> {
     const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
     let opts = match c? {
-        CompressFile::On(false) => return None,
-        CompressFile::On(true) => CompressOptions::default(),
-        CompressFile::With(o) => o.clone(),
+        BoolOr::On(false) => return None,
+        BoolOr::On(true) => CompressOptions::default(),
+        BoolOr::With(o) => o.clone(),
     };
     let mut algorithms = Vec::new();
     match &opts.algorithms {
@@ -169,9 +169,9 @@ fn policies(path: &KeyPath, r: &RouteFile, f: &FileConfig, cfg: &mut RouteConfig
         .map(|l| limits::route_limits(&path.key("rate_limit"), l, &f.rate_limits, errs))
         .unwrap_or_default();
     cfg.cache = match &r.cache {
-        None | Some(RouteCacheFile::On(false)) => None,
-        Some(RouteCacheFile::On(true)) => Some(None),
-        Some(RouteCacheFile::Ttl(t)) => Some(t.ttl.as_ref().map(|ttl| {
+        None | Some(BoolOr::On(false)) => None,
+        Some(BoolOr::On(true)) => Some(None),
+        Some(BoolOr::With(t)) => Some(t.ttl.as_ref().map(|ttl| {
             let p = path.key("cache").key("ttl");
             errs.positive_duration(&p, &Some(ttl.clone()), Duration::from_secs(60))
         })),
