@@ -83,6 +83,14 @@ fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
     .body(&crate::http::new_request_id());
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(&buf[..status_line_end + 2]);
+    // Pingora's `Date` line is kept (RFC 9110 §6.6.1).
+    let date = buf
+        .split(|b| *b == b'\n')
+        .find(|l| l.starts_with(b"Date: "));
+    if let Some(line) = date {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
     let head = format!(
         "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
         crate::problem::CONTENT_TYPE,
@@ -237,9 +245,11 @@ mod tests {
     fn only_pingoras_own_error_heads_are_rewritten() {
         let pingora = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: Wed, 02 Dec 2026 03:55:30 GMT\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
         let out = String::from_utf8(rewrite(pingora).unwrap()).unwrap();
-        assert!(out
-            .starts_with("HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\n"));
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\nDate: "));
+        assert!(out.contains("\r\nContent-Type: application/problem+json\r\n"));
+        assert!(!out.contains("Pingora"));
         assert!(out.contains("\"status\":400"));
+        assert!(out.contains("\r\nDate: Wed, 02 Dec 2026 03:55:30 GMT\r\n"));
         let upstream = b"HTTP/1.1 400 Bad Request\r\nServer: nginx\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
         assert_eq!(rewrite(upstream), None);
         assert_eq!(
