@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, every test.
+# The whole test suite, as CI runs it: formatting, lints, every test, and
+# the fuzz targets still compiling against the library's API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+cargo check --quiet --manifest-path fuzz/Cargo.toml
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else
