@@ -121,21 +121,22 @@ impl ServerApp for Accept {
             peer,
             first: first.clone(),
         };
-        let start = tokio::time::Instant::now();
         let tls = self.state.tls.as_ref();
         let Some(tcp) = tcp(stream) else {
             log::error!("accepted a connection that is not TCP: closed");
             return None;
         };
-        let stream = match tls.filter(|l| on_listener(&tcp, l.addr)) {
-            None => guarded(tcp),
+        // What is left of the head budget once the handshake is done.
+        let (stream, left) = match tls.filter(|l| on_listener(&tcp, l.addr)) {
+            None => (guarded(tcp), budget),
             // Boxed: the handshake's state (rustls's) stays out of the
             // future every plain connection carries.
             Some(l) => {
+                let start = tokio::time::Instant::now();
                 let acceptor = l.acceptor();
                 let hs = Box::pin(acceptor.tls_handshake(tcp));
                 match tokio::time::timeout(budget, hs).await {
-                    Ok(Ok(s)) => guarded(s),
+                    Ok(Ok(s)) => (guarded(s), budget.saturating_sub(start.elapsed())),
                     Ok(Err(e)) => {
                         log::debug!("TLS handshake failed: {e}");
                         return None;
@@ -147,7 +148,6 @@ impl ServerApp for Accept {
                 }
             }
         };
-        let left = budget.saturating_sub(start.elapsed());
         let served = super::edge::until_head(self.edge.process_new(stream, shutdown), left, &first);
         served.await.unwrap_or_else(|| {
             log::debug!("no complete request head within {budget:?} of accept: connection closed");

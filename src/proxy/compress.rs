@@ -22,15 +22,6 @@ pub(crate) struct CompressCtx {
     encoder: Option<Box<dyn Encode + Send + Sync>>,
 }
 
-impl std::fmt::Debug for CompressCtx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompressCtx")
-            .field("chosen", &self.chosen)
-            .field("encoding", &self.encoder.is_some())
-            .finish()
-    }
-}
-
 /// Request phase: negotiates the coding from `Accept-Encoding`.
 pub(super) fn request(cfg: &CompressConfig, headers: &http::HeaderMap) -> CompressCtx {
     let accept = headers.get_all(http::header::ACCEPT_ENCODING).iter();

@@ -128,7 +128,7 @@ pub(super) async fn request(
     // 8. Compression: the coding this client gets (`compress.rs`); the
     //    upstream response is encoded before the cache stores it.
     if let Some(cfg) = &route.compress {
-        cx.compress = Some(super::compress::request(cfg, &session.req_header().headers));
+        cx.compress = Some(super::compress::request(cfg, headers));
     }
     Ok(Answer::Continue)
 }

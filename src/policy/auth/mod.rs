@@ -359,21 +359,21 @@ impl RouteAuth {
                         }
                     }
                 },
-                ProviderKind::Mtls(m) => match (m.check(req.client_cert), req.client_cert) {
-                    (Ok(()), Some(cert)) => {
+                ProviderKind::Mtls(m) => match m.check(req.client_cert) {
+                    Ok(cert) => {
                         return Ok(Identity {
                             user: Some(cert.subject.clone()),
                             claims: None,
                             headers: m.headers(cert),
                         })
                     }
-                    (Err(MtlsError::NotAllowed), _) if worst.presented.is_none() => {
+                    Err(MtlsError::NotAllowed) if worst.presented.is_none() => {
                         worst.presented = Some(AuthDenied::Refused {
                             failure: AuthFailure::Certificate,
                             challenges: Vec::new(),
                         });
                     }
-                    _ => {}
+                    Err(_) => {}
                 },
                 ProviderKind::ApiKey(k) => match k.check(headers) {
                     Ok(id) => return Ok(Identity::named(id, k.forward_id.as_ref())),
@@ -447,11 +447,13 @@ pub(crate) fn identity_headers(providers: &BTreeMap<String, Arc<Provider>>) -> V
             ProviderKind::ApiKey(k) => k.forward_id.iter().collect(),
             ProviderKind::Basic(b) => b.forward_id.iter().collect(),
             ProviderKind::Forward(f, _) => f.copy.iter().collect(),
-            ProviderKind::Mtls(m) => m
-                .forward_subject
-                .iter()
-                .chain(&m.forward_fingerprint)
-                .collect(),
+            ProviderKind::Mtls(m) => {
+                let c = &m.config;
+                c.forward_subject
+                    .iter()
+                    .chain(&c.forward_fingerprint)
+                    .collect()
+            }
         };
         for h in names {
             if !out.contains(h) {

@@ -8,10 +8,7 @@ use crate::tls::client::ClientCert;
 use http::{HeaderName, HeaderValue};
 
 pub struct MtlsProvider {
-    allow_subjects: Vec<String>,
-    allow_sans: Vec<String>,
-    pub forward_subject: Option<HeaderName>,
-    pub forward_fingerprint: Option<HeaderName>,
+    pub config: MtlsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,25 +22,19 @@ pub enum MtlsError {
 
 impl MtlsProvider {
     pub fn new(c: &MtlsConfig) -> MtlsProvider {
-        MtlsProvider {
-            allow_subjects: c.allow_subjects.clone(),
-            allow_sans: c.allow_sans.clone(),
-            forward_subject: c.forward_subject.clone(),
-            forward_fingerprint: c.forward_fingerprint.clone(),
-        }
+        MtlsProvider { config: c.clone() }
     }
 
-    /// The certificate's holder, or why not. With neither allow list, any
+    /// The allowed certificate, or why not. With neither allow list, any
     /// verified certificate passes.
-    pub fn check(&self, cert: Option<&ClientCert>) -> Result<(), MtlsError> {
+    pub fn check<'a>(&self, cert: Option<&'a ClientCert>) -> Result<&'a ClientCert, MtlsError> {
         let cert = cert.ok_or(MtlsError::Missing)?;
-        if self.allow_subjects.is_empty() && self.allow_sans.is_empty() {
-            return Ok(());
-        }
-        let subject_ok = self.allow_subjects.contains(&cert.subject);
-        let san_ok = cert.sans.iter().any(|s| self.allow_sans.contains(s));
-        if subject_ok || san_ok {
-            Ok(())
+        let c = &self.config;
+        let open = c.allow_subjects.is_empty() && c.allow_sans.is_empty();
+        let subject_ok = c.allow_subjects.contains(&cert.subject);
+        let san_ok = cert.sans.iter().any(|s| c.allow_sans.contains(s));
+        if open || subject_ok || san_ok {
+            Ok(cert)
         } else {
             Err(MtlsError::NotAllowed)
         }
@@ -54,12 +45,12 @@ impl MtlsProvider {
     /// mangled; the fingerprint is always hex.
     pub fn headers(&self, cert: &ClientCert) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::new();
-        if let Some(h) = &self.forward_subject {
+        if let Some(h) = &self.config.forward_subject {
             if let Ok(v) = HeaderValue::from_bytes(cert.subject.as_bytes()) {
                 out.push((h.clone(), v));
             }
         }
-        if let Some(h) = &self.forward_fingerprint {
+        if let Some(h) = &self.config.forward_fingerprint {
             if let Ok(v) = HeaderValue::from_str(&cert.sha256) {
                 out.push((h.clone(), v));
             }
@@ -88,14 +79,17 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(p.check(None), Err(MtlsError::Missing));
-        assert_eq!(p.check(Some(&cert("CN=a,O=A", &[]))), Ok(()));
-        assert_eq!(p.check(Some(&cert("CN=x", &["b.example"]))), Ok(()));
+        let a = cert("CN=a,O=A", &[]);
+        assert_eq!(p.check(Some(&a)), Ok(&a));
+        let b = cert("CN=x", &["b.example"]);
+        assert_eq!(p.check(Some(&b)), Ok(&b));
         assert_eq!(
             p.check(Some(&cert("CN=a", &["c.example"]))),
             Err(MtlsError::NotAllowed)
         );
         let any = MtlsProvider::new(&MtlsConfig::default());
-        assert_eq!(any.check(Some(&cert("CN=z", &[]))), Ok(()));
+        let z = cert("CN=z", &[]);
+        assert_eq!(any.check(Some(&z)), Ok(&z));
         assert_eq!(any.check(None), Err(MtlsError::Missing));
     }
 }
