@@ -6,12 +6,11 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::proxy::accept::Accept;
-use crate::proxy::edge::Edge;
+use crate::proxy::listen::Listen;
 use crate::proxy::Gateway;
 use crate::runtime::{BuildError, GatewayState};
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -55,19 +54,6 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
     }
 }
 
-/// Read buffer of each client connection. Pingora's default is 64 KiB,
-/// zero-filled, so every open connection costs 64 KiB of RSS however small
-/// its requests: 63 MiB at 1,000 connections. 16 KiB (nginx reads request
-/// heads in 1-8 KiB buffers) keeps large bodies at a few reads each.
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
-
-fn client_buffers() -> L4BufferSettings {
-    L4BufferSettings::new(
-        CLIENT_READ_BUFFER,
-        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
-    )
-}
-
 /// Builds (but does not run) the server for `config`. Fails only if the
 /// config cannot be compiled (keys that no longer parse, say).
 pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
@@ -101,24 +87,18 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     http.server_options = Some(options);
-    let edge = Edge {
+    let accept = Accept {
         proxy: Arc::new(http),
         state: state.clone(),
     };
-    let accept = Accept {
-        edge: Arc::new(edge),
-        state: state.clone(),
-    };
-    let mut proxy = Service::new("gatehouse proxy".to_string(), accept);
-    for addr in &listen {
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
-    }
-    // A plain TCP listener: `Accept` runs the TLS handshake itself, inside
-    // the connection's `header_timeout`.
-    if let Some(tls) = &state.tls {
-        proxy.add_listener(ListenerConfig::tcp(tls.addr.to_string()).l4_buffer(client_buffers()));
-    }
-    server.add_service(proxy);
+    // The TLS listener is plain TCP too: `Accept` runs the handshake
+    // itself, inside the connection's `header_timeout`.
+    let mut addrs: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
+    addrs.extend(state.tls.as_ref().map(|t| t.addr.to_string()));
+    server.add_service(Listen {
+        addrs,
+        app: Arc::new(accept),
+    });
     server.add_service(background_service("tasks", task_service));
     if let Some(admin) = admin {
         let mut svc = Service::new(

@@ -181,7 +181,7 @@ impl GatewayError {
                 _ => GatewayError::BadGateway,
             },
             ErrorSource::Downstream => match etype {
-                // Heads are bounded by `Edge`; a downstream read timeout is
+                // Heads are bounded by `accept.rs`; a downstream read timeout is
                 // a body that stalled past `body_timeout`.
                 ReadTimedout => GatewayError::RequestTimeout,
                 ReadError | WriteError | ConnectionClosed | WriteTimedout => return None,

@@ -22,10 +22,10 @@ pub(crate) mod accept;
 mod caching;
 mod compress;
 pub(crate) mod ctx;
-pub(crate) mod edge;
 pub(crate) mod errors;
 pub(crate) mod forward;
 mod limits;
+pub(crate) mod listen;
 pub(crate) mod mirror;
 mod observe;
 mod pipeline;
@@ -98,25 +98,17 @@ impl ProxyHttp for Gateway {
     /// module whose per-request context costs allocations on every request.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
-    /// The head has been parsed: tell the [`edge::Edge`] deadline.
+    /// The head has been parsed: tell the [`accept`] deadline (every
+    /// HTTP/1 session carries its connection's signal).
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
         _ctx: &mut RequestCtx,
-        prev: Box<dyn std::any::Any + Send + Sync>,
+        signal: Box<dyn std::any::Any + Send + Sync>,
     ) {
-        if let Some(signal) = prev.downcast_ref::<edge::HeadSignal>() {
+        if let Some(signal) = signal.downcast_ref::<accept::HeadSignal>() {
             signal.arrived(&self.state);
         }
-    }
-
-    /// Marks the connection as reused for the next request's deadline.
-    fn persist_connection_context(
-        &self,
-        _session: &Session,
-        _ctx: &RequestCtx,
-    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
-        Some(Box::new(edge::Reused))
     }
 
     async fn early_request_filter(

@@ -28,15 +28,24 @@ const PINGORA_TAIL: &[u8] =
     b"Content-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
 const PINGORA_SERVER: &[u8] = b"\r\nServer: Pingora\r\n";
 
-/// The client stream, with Pingora's bodiless error heads rewritten.
-/// Generic over the concrete stream (TCP, TLS over TCP), so the inner
-/// calls are static and the wrapper costs no second dynamic dispatch.
+/// Writes smaller than this are coalesced until a flush (or until they
+/// would overflow it): one segment for a head and a small body, as
+/// Pingora's own L4 write buffer does for streams from its listeners.
+const WRITE_BUF: usize = 1460;
+
+/// The client stream, with Pingora's bodiless error heads rewritten and
+/// small writes coalesced. Generic over the concrete stream (TCP, TLS over
+/// TCP), so the inner calls are static and the wrapper costs no second
+/// dynamic dispatch.
 #[derive(Debug)]
 pub(crate) struct Rejects<S> {
     inner: S,
     /// A replacement being written: the bytes, how many are out, and how
     /// many of the caller's bytes it stands for.
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// Coalesced writes, and how many of them are out.
+    wbuf: Vec<u8>,
+    wpos: usize,
 }
 
 impl<S> Rejects<S> {
@@ -44,7 +53,41 @@ impl<S> Rejects<S> {
         Rejects {
             inner,
             pending: None,
+            wbuf: Vec::new(),
+            wpos: 0,
         }
+    }
+}
+
+impl<S: IO> Rejects<S> {
+    /// Writes out what is coalesced.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.wbuf.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.wpos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// A write that is not a rejection: coalesced if small.
+    fn poll_buffered(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.wbuf.len() + buf.len() > WRITE_BUF {
+            std::task::ready!(self.poll_drain(cx))?;
+        }
+        if buf.len() >= WRITE_BUF {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
+        if self.wbuf.capacity() == 0 {
+            self.wbuf.reserve_exact(WRITE_BUF);
+        }
+        self.wbuf.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 }
 
@@ -120,13 +163,14 @@ impl<S: IO> AsyncWrite for Rejects<S> {
         let this = self.get_mut();
         if this.pending.is_none() {
             if !maybe_rejection(buf) {
-                return Pin::new(&mut this.inner).poll_write(cx, buf);
+                return this.poll_buffered(cx, buf);
             }
             match rewrite(buf) {
                 Some(out) => this.pending = Some((out, 0, buf.len())),
-                None => return Pin::new(&mut this.inner).poll_write(cx, buf),
+                None => return this.poll_buffered(cx, buf),
             }
         }
+        std::task::ready!(this.poll_drain(cx))?;
         let Some((out, sent, stands_for)) = this.pending.as_mut() else {
             return Poll::Ready(Ok(0));
         };
@@ -154,11 +198,13 @@ impl<S: IO> AsyncWrite for Rejects<S> {
         let this = self.get_mut();
         let first = bufs.iter().find(|b| !b.is_empty());
         let rejection = first.is_some_and(|b| maybe_rejection(b) && rewrite(b).is_some());
-        if this.pending.is_some() || rejection {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.pending.is_some() || rejection || this.wbuf.len() + total <= WRITE_BUF {
             // A partial write of the first slice is a valid vectored write.
             let first = first.map(|b| &b[..]).unwrap_or_default();
             return Pin::new(this).poll_write(cx, first);
         }
+        std::task::ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -167,10 +213,12 @@ impl<S: IO> AsyncWrite for Rejects<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

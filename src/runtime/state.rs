@@ -7,11 +7,8 @@ use crate::config::Config;
 use crate::observability::access_log::AccessLog;
 use crate::observability::metrics::Metrics;
 use crate::tasks::Spawner;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicUsize;
 
 /// Client connections of the proxy listeners, for `max_connections`, the
 /// whole-connection head deadline and the drain (`proxy/accept.rs`).
@@ -21,9 +18,6 @@ pub struct Connections {
     /// Connections accepted whose first request head has not arrived, and
     /// requests whose head is being read: the drain waits for them too.
     pub awaiting_head: AtomicUsize,
-    /// Per connection (by peer address) until its first head: set when it
-    /// arrives, so the accept deadline stops.
-    pub first_head: Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>,
 }
 
 pub struct GatewayState {
