@@ -2,7 +2,7 @@
 # Instructions per request (callgrind), the deterministic counterpart of the
 # CPU-time figures of run.py: same binary and inputs give the same count
 # within ~0.5%, whatever else the machine does.
-#   benches/load/callgrind.sh [BINARY] [routing|policies|cache|nginx]
+#   benches/load/callgrind.sh [BINARY] [routing|policies|cache|nginx|haproxy|haproxy-policies]
 # Prints Ir/request and keeps the profile in $OUT (default /tmp/gh-callgrind)
 # for `callgrind_annotate`.
 set -euo pipefail
@@ -19,7 +19,10 @@ import run
 work, variant = sys.argv[1], sys.argv[2]
 open(f"{work}/upstream.conf", "w").write(run.upstream_conf(work))
 open(f"{work}/proxy.conf", "w").write(run.proxy_conf(work).replace("master_process on;", "master_process off;"))
-if variant != "nginx":
+if variant.startswith("haproxy"):
+    import peers
+    peers.haproxy_conf(work, variant == "haproxy-policies")
+elif variant != "nginx":
     run.gatehouse_conf(work, variant)
 open(f"{work}/token", "w").write(run.token())
 PY
@@ -29,17 +32,22 @@ trap 'kill $up 2>/dev/null; kill $vpid 2>/dev/null || true' EXIT
 sleep 1
 if [ "$variant" = nginx ]; then
     cmd=(nginx -p "$out" -c "$out/proxy.conf")
+elif [ "$variant" = haproxy ]; then
+    cmd=(haproxy -db -f "$out/haproxy-plain.cfg")
+elif [ "$variant" = haproxy-policies ]; then
+    cmd=(haproxy -db -f "$out/haproxy-policies.cfg")
+    stdout="$out/access.log"   # its JSON log
 else
     cmd=("$bin" -c "$out/gatehouse-$variant.yaml")
 fi
 rm -f "$out"/callgrind.out.$variant*
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.$variant" "${cmd[@]}" >/dev/null 2>"$out/valgrind.$variant.log" &
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.$variant" "${cmd[@]}" >"${stdout:-/dev/null}" 2>"$out/valgrind.$variant.log" &
 vpid=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/ && break; sleep 0.5; done
 path=/api/orders/7
 [ "$variant" = cache ] && path=/api/products/42
 args=(-t1 -c8)
-[ "$variant" = policies ] && args+=(-H "Authorization: Bearer $(cat "$out/token")")
+case $variant in policies|haproxy-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
 wrk "${args[@]}" -d4s "http://127.0.0.1:18080$path" >/dev/null        # warm-up
 callgrind_control -i on $vpid >/dev/null
 res=$(wrk "${args[@]}" -d10s "http://127.0.0.1:18080$path")
@@ -48,6 +56,7 @@ callgrind_control -d $vpid >/dev/null
 sleep 1
 kill -INT $vpid 2>/dev/null || true
 [ "$variant" = nginx ] && kill -QUIT $vpid 2>/dev/null || true
+case $variant in haproxy*) kill -TERM $vpid 2>/dev/null || true;; esac
 wait $vpid 2>/dev/null || true
 set +o pipefail  # grep -m1 closes the pipe early
 reqs=$(echo "$res" | grep -oE "[0-9]+ requests in" | grep -oE "^[0-9]+")

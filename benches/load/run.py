@@ -121,7 +121,10 @@ class Proc:
 
     def stop(self):
         if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT)
+            sig = signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT
+            if "haproxy" in self.name:
+                sig = signal.SIGTERM
+            self.p.send_signal(sig)
             try:
                 self.p.wait(5)
             except subprocess.TimeoutExpired:
@@ -169,7 +172,7 @@ def proxy_conf(work, workers=1):
     return nginx_conf(work, "proxy", f"{ups}\n    server {{\n        listen 127.0.0.1:{PROXY_PORT};\n{locs}\n    }}", workers)
 
 
-def gatehouse_conf(work, variant, threads=1, work_stealing=False):
+def gatehouse_conf(work, variant, threads=1, work_stealing=False, limit=100_000_000):
     lines = [
         "server:",
         f'  listen: ["127.0.0.1:{PROXY_PORT}"]',
@@ -189,8 +192,9 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False):
     else:
         lines += ["  access_log: off"]
     if variant.startswith("policies"):
-        lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}" }}']
-        lines += ["rate_limits:", "  generous: { requests: 100000000, per: 1s, key: client_ip }"]
+        lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}",'
+                  " forward_claims: { sub: X-User-Id } }"]
+        lines += ["rate_limits:", f"  per_sub: {{ requests: {limit}, per: 1m, key: 'claim:sub' }}"]
     # "retry": every resilience key of an upstream configured but not
     # triggered (retries on resets/timeouts/statuses with their budget,
     # max_inflight, passive health); "split": orders split 50/50 between two
@@ -212,7 +216,7 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False):
             continue
         extra = ""
         if variant.startswith("policies"):
-            extra = ", auth: jwt, rate_limit: generous"
+            extra = ", auth: jwt, rate_limit: per_sub"
         if variant == "cache":
             extra = ", cache: { ttl: 1h }"
         lines.append(f"  - {{ name: {n}, match: {{ path_prefix: {prefix} }}, upstream: {n}{extra} }}")
@@ -326,8 +330,10 @@ def main():
         paths = {"nginx": "/api/orders/7", "routing": "/api/orders/7", "policies": "/api/orders/7",
                  "policies_quiet": "/api/orders/7", "observed": "/api/orders/7",
                  "cache": "/api/products/42", "routes10k": "/api/orders/7",
-                 "retry": "/api/orders/7", "split": "/api/orders/7"}
-        headers = {"policies": [f"Authorization: Bearer {tok}"], "policies_quiet": [f"Authorization: Bearer {tok}"]}
+                 "retry": "/api/orders/7", "split": "/api/orders/7",
+                 "haproxy": "/api/orders/7", "haproxy-policies": "/api/orders/7"}
+        auth = [f"Authorization: Bearer {tok}"]
+        headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth}
         results = {t: [] for t in targets}
 
         def base(t):
@@ -336,6 +342,9 @@ def main():
         def start(t):
             if t == "nginx":
                 return Proc("nginx proxy", ["nginx", "-p", work, "-c", f"{work}/proxy.conf"], args.sut_cpus, PROXY_PORT)
+            if t.startswith("haproxy"):
+                import peers
+                return Proc(t, peers.haproxy_cmd(work, t == "haproxy-policies"), args.sut_cpus, PROXY_PORT)
             binary = args.binary
             if t.endswith("@alt"):
                 if not args.alt_binary:

@@ -10,6 +10,16 @@ use pingora::proxy::Session;
 use serde_json::Value;
 use std::borrow::Cow;
 
+/// Header names gatehouse reads or sets on every request, parsed once:
+/// a lookup by `&str` parses the name each time.
+pub(crate) mod names {
+    use http::HeaderName;
+    pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+}
+
 pub(crate) use normalize::{normalize_path, NormalizeError};
 
 /// Lower-cases a Host value and drops its port and trailing dot.

@@ -33,7 +33,7 @@ impl ClientAddr {
             session
                 .req_header()
                 .headers
-                .get_all("x-forwarded-for")
+                .get_all(crate::http::names::X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect()
@@ -51,7 +51,7 @@ impl ClientAddr {
 /// The request id: the client's `X-Request-Id` when it is sane
 /// ([`crate::http::sane_request_id`]), else a new one.
 pub(crate) fn request_id(req: &pingora::http::RequestHeader) -> String {
-    match req.headers.get("x-request-id") {
+    match req.headers.get(crate::http::names::X_REQUEST_ID) {
         Some(v) if crate::http::sane_request_id(v.as_bytes()) => {
             v.to_str().unwrap_or_default().to_string()
         }

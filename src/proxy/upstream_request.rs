@@ -2,6 +2,7 @@
 //! the route's header transforms, and verified identity headers last.
 
 use super::ctx::RequestCtx;
+use crate::http::names;
 use crate::policy::headers;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
@@ -19,7 +20,7 @@ pub(super) fn prepare(
     // X-Forwarded-For: the chain so far plus the peer.
     if let Some(peer) = ctx.client.peer {
         let mut xff = String::with_capacity(48);
-        for v in session.req_header().headers.get_all("x-forwarded-for") {
+        for v in session.req_header().headers.get_all(names::X_FORWARDED_FOR) {
             if let Ok(v) = v.to_str() {
                 xff.push_str(v);
                 xff.push_str(", ");
@@ -30,19 +31,19 @@ pub(super) fn prepare(
     }
     // Proto and Host are believed only from trusted proxies.
     let req = session.req_header();
-    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key("x-forwarded-proto"))
+    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key(names::X_FORWARDED_PROTO))
     {
         up.insert_header(
             "x-forwarded-proto",
             HeaderValue::from_static(crate::http::scheme(session)),
         )?;
     }
-    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key("x-forwarded-host"))
+    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key(names::X_FORWARDED_HOST))
     {
         match crate::http::request_host(req) {
             Some(h) => up.insert_header("x-forwarded-host", h.to_string())?,
             None => {
-                up.remove_header("x-forwarded-host");
+                up.remove_header(&names::X_FORWARDED_HOST);
             }
         }
     }
