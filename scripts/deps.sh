@@ -2,7 +2,8 @@
 # Installs what building and testing gatehouse needs on Debian/Ubuntu, if missing:
 # cmake (pingora-core builds zlib-ng with it), a C toolchain, redis-server
 # (the Redis rate-limit tests start a real one), dnsmasq (the DNS discovery
-# tests run a real DNS server) and curl.
+# tests run a real DNS server), curl, and for the benchmark smoke nginx,
+# haproxy, wrk and valgrind.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -10,6 +11,12 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+# The benchmark smoke (scripts/bench-smoke.sh): the load bench's peers and
+# its instruction counter.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, every test, and
-# the fuzz targets still compiling against the library's API.
+# the fuzz targets still compiling against the library's API, and the
+# benchmark smoke (the bench scripts run; no timing is asserted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -12,3 +13,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --no-fail-fast
 fi
+./scripts/bench-smoke.sh

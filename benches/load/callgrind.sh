@@ -3,6 +3,7 @@
 # CPU-time figures of run.py: same binary and inputs give the same count
 # within ~0.5%, whatever else the machine does.
 #   benches/load/callgrind.sh [BINARY] [routing|policies|cache|nginx|haproxy|haproxy-policies]
+# CG_WARMUP / CG_SECONDS: the warm-up and measured wrk runs (4 s, 10 s).
 # Prints Ir/request and keeps the profile in $OUT (default /tmp/gh-callgrind)
 # for `callgrind_annotate`.
 set -euo pipefail
@@ -48,9 +49,9 @@ path=/api/orders/7
 [ "$variant" = cache ] && path=/api/products/42
 args=(-t1 -c8)
 case $variant in policies|haproxy-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
-wrk "${args[@]}" -d4s "http://127.0.0.1:18080$path" >/dev/null        # warm-up
+wrk "${args[@]}" -d"${CG_WARMUP:-4}"s "http://127.0.0.1:18080$path" >/dev/null        # warm-up
 callgrind_control -i on $vpid >/dev/null
-res=$(wrk "${args[@]}" -d10s "http://127.0.0.1:18080$path")
+res=$(wrk "${args[@]}" -d"${CG_SECONDS:-10}"s "http://127.0.0.1:18080$path")
 callgrind_control -i off $vpid >/dev/null
 callgrind_control -d $vpid >/dev/null
 sleep 1

@@ -368,7 +368,7 @@ def main():
         extra = {}
         if args.rss_conns:
             # Memory under many open connections: gatehouse with every policy on.
-            for t in ["nginx", "policies"]:
+            for t in ["nginx", "haproxy-policies", "policies"]:
                 if t not in targets:
                     continue
                 p = start(t)

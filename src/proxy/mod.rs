@@ -88,10 +88,12 @@ async fn refuse(session: &mut Session, ctx: &mut RequestCtx, err: GatewayError) 
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+    /// Boxed: Pingora keeps the context inside its per-request future,
+    /// twice, and that future is copied whole when it is boxed.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::default()
     }
 
     /// No downstream modules: the default registers a (disabled) compression
@@ -103,7 +105,7 @@ impl ProxyHttp for Gateway {
     fn on_connection_reuse(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Box<RequestCtx>,
         signal: Box<dyn std::any::Any + Send + Sync>,
     ) {
         if let Some(signal) = signal.downcast_ref::<accept::HeadSignal>() {
@@ -114,7 +116,7 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         let snap = self.state.snapshots.load();
         self.state.metrics.inflight.inc();
@@ -133,7 +135,7 @@ impl ProxyHttp for Gateway {
         })
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<bool> {
         match pipeline::request(&self.state, session, ctx).await {
             Ok(Answer::Continue) => Ok(false),
             Ok(Answer::Respond(mut resp)) => {
@@ -145,14 +147,14 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<()> {
         if let (Some(cache), None) = (&mut ctx.cache, &ctx.error) {
             caching::enable(&self.state, session, cache);
         }
         Ok(())
     }
 
-    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Box<RequestCtx>) -> Result<CacheKey> {
         match (ctx.route(), &ctx.cache) {
             (Some(route), Some(cache)) => Ok(caching::key(session, route, cache)),
             _ => Error::e_explain(ErrorType::InternalError, "cache key without a cached route"),
@@ -167,7 +169,7 @@ impl ProxyHttp for Gateway {
         _meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
         _is_fresh: bool,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<ForcedFreshness>> {
         let revalidate = crate::policy::cache::request_wants_revalidation(session.req_header());
         Ok(revalidate.then_some(ForcedFreshness::ForceExpired))
@@ -177,7 +179,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<RespCacheable> {
         let route = ctx.snapshot.as_deref().zip(ctx.matched.as_ref());
         Ok(match (route, &mut ctx.cache) {
@@ -191,7 +193,7 @@ impl ProxyHttp for Gateway {
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
         caching::variance(meta, req, ctx.compress.as_ref())
@@ -202,7 +204,7 @@ impl ProxyHttp for Gateway {
     fn should_serve_stale(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Box<RequestCtx>,
         error: Option<&Error>,
     ) -> bool {
         error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
@@ -216,7 +218,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         if ctx.upstream.count <= 1 {
             self.mirrors
@@ -240,7 +242,7 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Box<HttpPeer>> {
         match select::peer(session, ctx).await {
             Ok(peer) => Ok(peer),
@@ -252,7 +254,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         e: Box<Error>,
     ) -> Box<Error> {
         select::connect_failed(session, ctx, e)
@@ -263,7 +265,7 @@ impl ProxyHttp for Gateway {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
         client_reused: bool,
     ) -> Box<Error> {
         let e = e.more_context(format!("Peer: {peer}"));
@@ -274,7 +276,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         up: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         upstream_request::prepare(session, up, ctx)?;
         if let (Some(m), 1) = (&mut ctx.mirror, ctx.upstream.count) {
@@ -287,7 +289,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         select::response_head(session, ctx, resp)?;
         if let Some(slot) = &mut ctx.compress {
@@ -305,7 +307,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<Duration>> {
         if let Some(slot) = &mut ctx.compress {
             compress::body(slot, body, end_of_stream)?;
@@ -320,12 +322,12 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         pipeline::response(session, resp, ctx, Source::Upstream)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         pipeline::log(&self.state, session, ctx);
     }
 
@@ -333,7 +335,7 @@ impl ProxyHttp for Gateway {
     /// went away are not worth an error-log line each; they are counted.
     /// Refused client requests (limits, framing) are counted in metrics and
     /// the access log, not worth an error line each.
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Box<RequestCtx>, e: &Error) -> bool {
         matches!(
             ctx.error,
             Some(
@@ -360,7 +362,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let Some(err) = ctx.error.take().or_else(|| GatewayError::from_pingora(e)) else {
             return FailToProxy {
