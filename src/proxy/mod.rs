@@ -135,7 +135,11 @@ impl ProxyHttp for Gateway {
         })
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestCtx>,
+    ) -> Result<bool> {
         match pipeline::request(&self.state, session, ctx).await {
             Ok(Answer::Continue) => Ok(false),
             Ok(Answer::Respond(mut resp)) => {

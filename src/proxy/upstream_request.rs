@@ -31,14 +31,18 @@ pub(super) fn prepare(
     }
     // Proto and Host are believed only from trusted proxies.
     let req = session.req_header();
-    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key(names::X_FORWARDED_PROTO))
+    if !(ctx.client.trusted
+        && ctx.cache.is_none()
+        && req.headers.contains_key(names::X_FORWARDED_PROTO))
     {
         up.insert_header(
             "x-forwarded-proto",
             HeaderValue::from_static(crate::http::scheme(session)),
         )?;
     }
-    if !(ctx.client.trusted && ctx.cache.is_none() && req.headers.contains_key(names::X_FORWARDED_HOST))
+    if !(ctx.client.trusted
+        && ctx.cache.is_none()
+        && req.headers.contains_key(names::X_FORWARDED_HOST))
     {
         match crate::http::request_host(req) {
             Some(h) => up.insert_header("x-forwarded-host", h.to_string())?,
