@@ -188,6 +188,7 @@ impl Accept {
         let mut timer = None;
         let mut settings = None;
         let mut deadline = first;
+        let mut reused = false;
         loop {
             let Some(bytes) = first_bytes(&mut stream, deadline, &mut timer, &mut watch).await
             else {
@@ -215,10 +216,10 @@ impl Accept {
             };
             // The first head's budget counts from accept; a later one's
             // from its first byte.
-            let budget = if deadline == first {
-                first.saturating_duration_since(Instant::now())
-            } else {
+            let budget = if reused {
                 header_timeout
+            } else {
+                first.saturating_duration_since(Instant::now())
             };
             let served = until_head(
                 self.proxy.process_new_http(session, shutdown),
@@ -236,6 +237,7 @@ impl Accept {
                 }
             };
             deadline = Instant::now() + idle;
+            reused = true;
         }
     }
 
@@ -285,16 +287,14 @@ impl Accept {
         }
     }
 
-    /// Admits the connection (`max_connections`) and counts it, or `None`.
-    fn admit(&self) -> Option<Open<'_>> {
-        let max = self
-            .state
-            .snapshots
-            .load()
-            .config
-            .server
-            .limits
-            .max_connections;
+    /// Admits the connection (`max_connections`) and counts it, with the
+    /// deadline of its first head (one snapshot load), or `None`.
+    fn admit(&self) -> Option<(Open<'_>, Instant)> {
+        let (max, budget) = {
+            let snap = self.state.snapshots.load();
+            let l = &snap.config.server.limits;
+            (l.max_connections, l.header_timeout)
+        };
         let c = &self.state.connections;
         if c.open.fetch_add(1, Ordering::AcqRel) >= max {
             c.open.fetch_sub(1, Ordering::AcqRel);
@@ -303,10 +303,11 @@ impl Accept {
         }
         self.state.metrics.connections_open.inc();
         c.awaiting_head.fetch_add(1, Ordering::AcqRel);
-        Some(Open {
+        let open = Open {
             state: &self.state,
             head: HeadSignal(Arc::new(AtomicBool::new(false))),
-        })
+        };
+        Some((open, Instant::now() + budget))
     }
 
     /// The TLS handshake on the TLS listener's connections, by `first`.
@@ -373,16 +374,7 @@ impl ServerApp for Accept {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let open = self.admit()?;
-        let budget = self
-            .state
-            .snapshots
-            .load()
-            .config
-            .server
-            .limits
-            .header_timeout;
-        let first = Instant::now() + budget;
+        let (open, first) = self.admit()?;
         let Some(tcp) = tcp(stream) else {
             log::error!("accepted a connection that is not TCP: closed");
             return None;
