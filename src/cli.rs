@@ -32,6 +32,66 @@ pub struct Args {
     /// Run on 127.0.0.1:8080 with three built-in demo services
     #[arg(long = "demo")]
     pub demo: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Say what the config does with one request, without serving it:
+    /// `explain 'GET https://api.example.com/users/7' -H 'Authorization: Bearer x'`
+    Explain {
+        /// `METHOD URL`; URL is `http(s)://host/path?query` or `/path?query`
+        request: String,
+        /// A request header, `Name: value` (repeatable)
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The explanation as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `explain`: 0 whether or not a route matches, 1 when the request (or
+/// the config) cannot be read.
+fn explain(cfg: &config::Config, request: &str, headers: &[String], as_json: bool) -> i32 {
+    use crate::proxy::explain::{self, ExplainRequest};
+    let parsed = explain::parse_line(request).and_then(|(method, url)| {
+        let mut hs = Vec::new();
+        for h in headers {
+            let Some((n, v)) = h.split_once(':') else {
+                return Err(explain::Unparseable(format!(
+                    "header `{h}` is not `Name: value`"
+                )));
+            };
+            hs.push((n.to_string(), v.to_string()));
+        }
+        explain::offline(
+            cfg,
+            &ExplainRequest {
+                method,
+                url,
+                headers: hs,
+            },
+        )
+    });
+    // A closed pipe (`| head`) is not an error worth a panic.
+    use std::io::Write;
+    match parsed {
+        Ok(doc) => {
+            let text = if as_json {
+                serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+            } else {
+                explain::render(&doc)
+            };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            0
+        }
+        Err(e) => {
+            eprintln!("explain: {}", e.0);
+            1
+        }
+    }
 }
 
 /// Runs the command line; returns the process exit code.
@@ -56,6 +116,14 @@ pub fn main() -> i32 {
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
         log::warn!("config: {w}");
+    }
+    if let Some(Command::Explain {
+        request,
+        headers,
+        json,
+    }) = &args.command
+    {
+        return explain(&cfg, request, headers, *json);
     }
     if args.test {
         println!("config OK");

@@ -9,6 +9,7 @@
 //! | GET | `/config` | the running config, secrets redacted |
 //! | POST | `/reload` | re-read the config file (as SIGHUP) |
 //! | POST | `/cache/purge?path=P[&host=H]` | drop cached responses for a client-facing path |
+//! | POST | `/explain` | `{"method", "url", "headers"}`: what the running config does with that request |
 //!
 //! With `admin.token` set, every POST needs `Authorization: Bearer <token>`,
 //! compared in constant time.
@@ -38,6 +39,8 @@ pub(crate) enum AdminError {
     NotFound,
     MethodNotAllowed(&'static [Method]),
     BadRequest(&'static str),
+    /// A request body or explained request that cannot be read.
+    Invalid(String),
 }
 
 impl AdminError {
@@ -63,6 +66,7 @@ impl AdminError {
                 None,
             ),
             AdminError::BadRequest(m) => (400, "bad-request", *m, None),
+            AdminError::Invalid(m) => (400, "bad-request", m.as_str(), None),
         };
         Problem {
             status,
@@ -135,6 +139,7 @@ enum Endpoint {
     Config,
     Reload,
     Purge,
+    Explain,
 }
 
 const ENDPOINTS: &[(&str, Endpoint)] = &[
@@ -145,6 +150,7 @@ const ENDPOINTS: &[(&str, Endpoint)] = &[
     ("/config", Endpoint::Config),
     ("/reload", Endpoint::Reload),
     ("/cache/purge", Endpoint::Purge),
+    ("/explain", Endpoint::Explain),
 ];
 
 impl Endpoint {
@@ -154,7 +160,7 @@ impl Endpoint {
 
     /// Writes are POST and need the admin token; reads are GET/HEAD.
     fn is_write(self) -> bool {
-        matches!(self, Endpoint::Reload | Endpoint::Purge)
+        matches!(self, Endpoint::Reload | Endpoint::Purge | Endpoint::Explain)
     }
 }
 
@@ -264,7 +270,44 @@ impl AdminApp {
         )
     }
 
-    fn serve(&self, endpoint: Endpoint, query: Option<&str>) -> Response<Vec<u8>> {
+    /// `POST /explain`: the body names one request; the answer is what
+    /// `gatehouse explain --json` prints, for the running snapshot.
+    fn explain(&self, body: &[u8]) -> Response<Vec<u8>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            method: String,
+            url: String,
+            #[serde(default)]
+            headers: std::collections::BTreeMap<String, String>,
+        }
+        let b: Body = match serde_json::from_slice(body) {
+            Ok(b) => b,
+            Err(e) => {
+                return AdminError::Invalid(format!(
+                    "the body must be {{\"method\", \"url\", \"headers\": {{name: value}}}}: {e}"
+                ))
+                .response()
+            }
+        };
+        let snap = self.state.snapshots.load();
+        let rules = crate::proxy::explain::Rules {
+            config: &snap.config,
+            router: &snap.router,
+            identity_headers: &snap.identity_headers,
+        };
+        let req = crate::proxy::explain::ExplainRequest {
+            method: b.method,
+            url: b.url,
+            headers: b.headers.into_iter().collect(),
+        };
+        match crate::proxy::explain::explain(&rules, &req) {
+            Ok(doc) => json_response(StatusCode::OK, doc),
+            Err(e) => AdminError::Invalid(e.0).response(),
+        }
+    }
+
+    fn serve(&self, endpoint: Endpoint, query: Option<&str>, body: &[u8]) -> Response<Vec<u8>> {
         match endpoint {
             Endpoint::Health => json_response(StatusCode::OK, json!({"status": "ok"})),
             Endpoint::Ready => self.ready(),
@@ -282,6 +325,7 @@ impl AdminApp {
                 Err(errors) => AdminError::ReloadFailed(errors).response(),
             },
             Endpoint::Purge => self.purge(query),
+            Endpoint::Explain => self.explain(body),
         }
     }
 
@@ -333,13 +377,14 @@ fn percent_decode(v: &str) -> String {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        // Admin requests carry no meaningful body; read (and drop) a bounded one.
-        let mut read = 0usize;
+        // Only `POST /explain` reads its body: at most 64 KiB are kept.
+        let mut body = Vec::new();
         while let Ok(Some(chunk)) = session.read_request_body().await {
-            read += chunk.len();
-            if read > 64 * 1024 {
-                break;
+            if body.len() + chunk.len() > 64 * 1024 {
+                return AdminError::BadRequest("admin request bodies are at most 64 KiB")
+                    .response();
             }
+            body.extend_from_slice(&chunk);
         }
         let Some(endpoint) = Endpoint::find(session.req_header().uri.path()) else {
             return AdminError::NotFound.response();
@@ -348,6 +393,6 @@ impl ServeHttp for AdminApp {
             return e.response();
         }
         let query = session.req_header().uri.query().map(str::to_string);
-        self.serve(endpoint, query.as_deref())
+        self.serve(endpoint, query.as_deref(), &body)
     }
 }

@@ -23,6 +23,7 @@ mod caching;
 mod compress;
 pub(crate) mod ctx;
 pub(crate) mod errors;
+pub(crate) mod explain;
 pub(crate) mod forward;
 mod limits;
 pub(crate) mod listen;

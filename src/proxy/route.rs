@@ -2,9 +2,10 @@
 
 use super::errors::GatewayError;
 use super::forward;
+use crate::config::RouteConfig;
 use crate::http::normalize_host;
 use crate::http::normalize_path;
-use crate::router::{RouteOutcome, RouteRequest};
+use crate::router::{RouteOutcome, RouteRequest, Router};
 use crate::runtime::Snapshot;
 use pingora::http::RequestHeader;
 
@@ -35,6 +36,17 @@ pub(super) fn route_request(
     req: &RequestHeader,
     method: &http::Method,
 ) -> Result<Matched, GatewayError> {
+    route_in(&snap.router, &snap.config.routes, req, method)
+}
+
+/// [`route_request`] over a router and the routes it was built from
+/// (`explain` has no snapshot: building one starts health checks).
+pub(super) fn route_in(
+    router: &Router,
+    routes: &[RouteConfig],
+    req: &RequestHeader,
+    method: &http::Method,
+) -> Result<Matched, GatewayError> {
     let raw_path = req.uri.path();
     let path = normalize_path(raw_path).map_err(GatewayError::BadPath)?;
     let host = crate::http::request_host(req).map(normalize_host);
@@ -44,12 +56,12 @@ pub(super) fn route_request(
         method,
         headers: &req.headers,
     };
-    let id = match snap.router.find(&rreq) {
+    let id = match router.find(&rreq) {
         RouteOutcome::Matched(id) => id,
         RouteOutcome::NotFound => return Err(GatewayError::NotFound),
         RouteOutcome::MethodNotAllowed(m) => return Err(GatewayError::MethodNotAllowed(m)),
     };
-    let route = &snap.routes[id];
+    let route = &routes[id];
     let up_path = forward::upstream_path(
         &path,
         route.strip_prefix.as_deref(),

@@ -10,7 +10,7 @@
 //! hosts are hash lookups, prefixes live in a segment trie walked once per
 //! request, and regexes are tested together through one `RegexSet`.
 
-use crate::config::{HostMatch, RouteConfig};
+use crate::config::{HostMatch, MatchConfig, RouteConfig};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexSet};
 /// Keys come from the config, lookups from requests: no one can insert
@@ -161,6 +161,28 @@ pub struct Router {
     wildcard_hosts: HashMap<String, Table>,
     any_host: Table,
     conds: Vec<Conditions>,
+    /// Each route's conditions as configured, for [`Router::misses`].
+    matchers: Vec<MatchConfig>,
+}
+
+/// A condition of a route that a request does not meet (`explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    Host,
+    Path,
+    Header,
+    Method,
+}
+
+impl Miss {
+    pub fn label(self) -> &'static str {
+        match self {
+            Miss::Host => "host",
+            Miss::Path => "path",
+            Miss::Header => "header",
+            Miss::Method => "method",
+        }
+    }
 }
 
 impl Router {
@@ -171,6 +193,7 @@ impl Router {
             wildcard_hosts: HashMap::default(),
             any_host: Table::default(),
             conds: Vec::with_capacity(routes.len()),
+            matchers: routes.iter().map(|r| r.matcher.clone()).collect(),
         };
         for (id, route) in routes.iter().enumerate() {
             let m = &route.matcher;
@@ -212,6 +235,42 @@ impl Router {
             }
         }
         r
+    }
+
+    /// Every condition of route `id` that `req` does not meet, in the
+    /// order host, path, header, method (empty: the route matches, though a
+    /// route of higher precedence may win). Diagnostics only: `find` alone
+    /// decides, and both read the same compiled conditions.
+    pub fn misses(&self, id: usize, req: &RouteRequest<'_>) -> Vec<Miss> {
+        let mut out = Vec::new();
+        let m = &self.matchers[id];
+        let host_ok = match (&m.host, req.host) {
+            (None, _) => true,
+            (Some(HostMatch::Exact(h)), Some(given)) => h == given,
+            (Some(HostMatch::Wildcard(h)), Some(given)) => given
+                .strip_suffix(h.as_str())
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+            (Some(_), None) => false,
+        };
+        if !host_ok {
+            out.push(Miss::Host);
+        }
+        let c = &self.conds[id];
+        let path_ok = m.path.as_ref().is_none_or(|p| p == req.path)
+            && m.path_prefix
+                .as_ref()
+                .is_none_or(|p| prefix_matches(req.path, p))
+            && m.path_regex.as_ref().is_none_or(|re| re.is_match(req.path));
+        if !path_ok {
+            out.push(Miss::Path);
+        }
+        if c.headers.iter().any(|(n, v)| req.headers.get(n) != Some(v)) {
+            out.push(Miss::Header);
+        }
+        if !c.methods.is_empty() && !c.methods.contains(req.method) {
+            out.push(Miss::Method);
+        }
+        out
     }
 
     fn has_host_routes(&self) -> bool {

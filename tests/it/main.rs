@@ -23,6 +23,7 @@ mod config_traffic;
 mod dashboard;
 mod dns;
 mod edge_limits;
+mod explain;
 mod hardening;
 mod layering;
 mod mtls;
