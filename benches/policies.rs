@@ -118,6 +118,7 @@ fn access_log(c: &mut Criterion) {
         bytes_sent: 512,
         cache: None,
         user: Some("user-42".into()),
+        trace_id: None,
         protocol: "HTTP/1.1",
         referer: None,
         user_agent: Some("curl/8.0".into()),

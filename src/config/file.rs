@@ -78,7 +78,20 @@ pub(super) struct FileConfig {
     pub rate_limits: BTreeMap<String, RateLimitFile>,
     pub redis: Option<RedisFile>,
     pub cache: Option<CacheFile>,
+    pub tracing: Option<TracingFile>,
     pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TracingFile {
+    pub otlp: String,
+    #[serde(default)]
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub sample: Option<Text>,
+    #[serde(default)]
+    pub timeout: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

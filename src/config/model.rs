@@ -17,10 +17,25 @@ pub struct Config {
     pub rate_limits: BTreeMap<String, RateLimitConfig>,
     pub redis: Option<RedisConfig>,
     pub cache: CacheConfig,
+    /// OTLP trace export; `None`: off (`traceparent` passes through).
+    pub tracing: Option<TracingConfig>,
     pub routes: Vec<RouteConfig>,
     /// Keys that have no effect where they are (printed by `-t` and at
     /// start, never an error).
     pub warnings: Vec<super::ConfigError>,
+}
+
+/// `tracing`: spans exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's traces URL (`http://127.0.0.1:4318/v1/traces`).
+    pub otlp: String,
+    pub service_name: String,
+    /// Share (0..=1) of requests traced when the client sent no
+    /// `traceparent`.
+    pub sample: f64,
+    /// Per export request.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

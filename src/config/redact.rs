@@ -245,6 +245,9 @@ pub fn redacted_json(c: &Config) -> Value {
             "timeout": format_duration(r.timeout),
         })),
         "cache": {"max_size": c.cache.max_size, "default_ttl": format_duration(c.cache.default_ttl)},
+        "tracing": c.tracing.as_ref().map(|t| json!({
+            "otlp": t.otlp, "service_name": t.service_name, "sample": t.sample, "timeout": format_duration(t.timeout),
+        })),
         "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
     })
 }

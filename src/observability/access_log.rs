@@ -39,6 +39,8 @@ pub struct AccessRecord {
     pub bytes_sent: u64,
     pub cache: Option<&'static str>,
     pub user: Option<String>,
+    /// Hex trace id of a traced request (JSON format only).
+    pub trace_id: Option<String>,
     /// Only filled for the combined format.
     pub protocol: &'static str,
     pub referer: Option<String>,
@@ -61,6 +63,8 @@ struct JsonLine<'a> {
     bytes_sent: u64,
     cache: Option<&'a str>,
     user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 fn round3(v: f64) -> f64 {
@@ -100,6 +104,7 @@ impl AccessRecord {
                     bytes_sent: self.bytes_sent,
                     cache: self.cache,
                     user: self.user.as_deref(),
+                    trace_id: self.trace_id.as_deref(),
                 };
                 serde_json::to_string(&line).unwrap_or_default()
             }
@@ -337,6 +342,7 @@ mod tests {
             bytes_sent: 42,
             cache: None,
             user: None,
+            trace_id: None,
             protocol: "HTTP/1.1",
             referer: None,
             user_agent: Some("curl/8 \"x\"".into()),

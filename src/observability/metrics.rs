@@ -73,6 +73,11 @@ const REDIS_ERRORS: Spec = (
     "Failed or timed-out Redis calls",
     &[],
 );
+const TRACE_DROPPED: Spec = (
+    "gatehouse_trace_spans_dropped_total",
+    "Spans dropped: the export queue was full or the collector failed",
+    &[],
+);
 const INFLIGHT: Spec = ("gatehouse_inflight_requests", "Requests in progress", &[]);
 const ACCESS_LOG_DROPPED: Spec = (
     "gatehouse_access_log_dropped_total",
@@ -139,6 +144,7 @@ pub const FAMILIES: &[&str] = &[
     CACHE_LOOKUPS.0,
     CONFIG_RELOADS.0,
     REDIS_ERRORS.0,
+    TRACE_DROPPED.0,
     INFLIGHT.0,
     ACCESS_LOG_DROPPED.0,
     BUILD_INFO.0,
@@ -174,6 +180,7 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub redis_errors: IntCounter,
+    pub trace_dropped: IntCounter,
     pub inflight: IntGauge,
     pub access_log_dropped: IntCounter,
     pub cache_bytes: IntGauge,
@@ -286,6 +293,7 @@ impl Metrics {
             cache_lookups: counters(&r, CACHE_LOOKUPS),
             config_reloads: counters(&r, CONFIG_RELOADS),
             redis_errors: counter(&r, REDIS_ERRORS),
+            trace_dropped: counter(&r, TRACE_DROPPED),
             inflight: gauge(&r, INFLIGHT),
             access_log_dropped: counter(&r, ACCESS_LOG_DROPPED),
             cache_bytes: gauge(&r, CACHE_BYTES),

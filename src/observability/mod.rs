@@ -5,3 +5,4 @@
 pub(crate) mod access_log;
 pub(crate) mod metrics;
 pub(crate) mod time;
+pub(crate) mod tracing;

@@ -52,6 +52,8 @@ pub(crate) struct RequestCtx {
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
     pub error: Option<GatewayError>,
     pub inflight: Option<InflightGuard>,
+    /// Spans of a traced request (`trace.rs`).
+    pub trace: Option<Box<crate::observability::tracing::TraceCtx>>,
 }
 
 /// A request that starts now.
@@ -72,6 +74,7 @@ impl Default for RequestCtx {
             body_bytes: 0,
             error: None,
             inflight: None,
+            trace: None,
         }
     }
 }

@@ -34,6 +34,7 @@ mod policies;
 mod reject;
 mod route;
 mod select;
+mod trace;
 mod upstream_request;
 
 use crate::runtime::GatewayState;
@@ -124,6 +125,7 @@ impl ProxyHttp for Gateway {
         ctx.inflight = Some(InflightGuard(self.state.metrics.inflight.clone()));
         ctx.request_id = forward::request_id(session.req_header());
         ctx.client = forward::ClientAddr::of(session, &snap.config.server.trusted_proxies);
+        trace::begin(&snap, session.req_header(), ctx);
         let checked = limits::check_head(session, &snap.config.server.limits);
         // Each read of the body must come within `body_timeout` (HTTP/1;
         // Pingora's default is 60 s, and it is a no-op for HTTP/2).
@@ -155,6 +157,7 @@ impl ProxyHttp for Gateway {
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<()> {
         if let (Some(cache), None) = (&mut ctx.cache, &ctx.error) {
             caching::enable(&self.state, session, cache);
+            trace::cache_lookup(ctx);
         }
         Ok(())
     }
@@ -174,8 +177,9 @@ impl ProxyHttp for Gateway {
         _meta: &CacheMeta,
         _hit_handler: &mut HitHandler,
         _is_fresh: bool,
-        _ctx: &mut Box<RequestCtx>,
+        ctx: &mut Box<RequestCtx>,
     ) -> Result<Option<ForcedFreshness>> {
+        trace::cache_result(ctx, "hit");
         let revalidate = crate::policy::cache::request_wants_revalidation(session.req_header());
         Ok(revalidate.then_some(ForcedFreshness::ForceExpired))
     }

@@ -40,8 +40,10 @@ pub(super) fn record(state: &GatewayState, session: &Session, cx: &mut RequestCt
     if snap.config.admin.is_some() {
         metrics(state, session, cx, &done);
     }
+    let trace_id = super::trace::finish(&snap, session.req_header(), cx, status);
     if state.access_log.enabled() {
-        let record = access_record(state, session, cx, &done);
+        let mut record = access_record(state, session, cx, &done);
+        record.trace_id = trace_id;
         state.access_log.log(record);
     }
 }
@@ -132,6 +134,7 @@ fn access_record(
             .and_then(|c| c.outcome)
             .map(|o| o.result().label()),
         user: cx.identity.as_mut().and_then(|i| i.user.take()),
+        trace_id: None,
         protocol: match req.version {
             http::Version::HTTP_10 => "HTTP/1.0",
             http::Version::HTTP_2 => "HTTP/2.0",

@@ -91,6 +91,7 @@ pub(super) async fn request(
     let headers = &req.headers;
     let mut denied = None;
     if route.auth.is_some() {
+        let t0 = super::trace::mark(&cx.trace);
         let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let auth_req = crate::policy::auth::AuthRequest {
             headers,
@@ -107,14 +108,18 @@ pub(super) async fn request(
             Ok(identity) => cx.identity = identity,
             Err(d) => denied = Some(d),
         }
+        super::trace::span(&mut cx.trace, "auth", t0, denied.is_some());
     }
     // 6. Rate limits count every request, authenticated or not (then by
     //    client IP), so credential guessing is limited too; over a limit
     //    the answer is 429 even when the credentials were also bad.
     if !route.rate_limits.is_empty() {
+        let t0 = super::trace::mark(&cx.trace);
         let client = cx.client.ip;
         let identity = cx.identity.as_ref();
-        policies::limit(state, route, headers, identity, client, &mut cx.limit).await?;
+        let counted = policies::limit(state, route, headers, identity, client, &mut cx.limit).await;
+        super::trace::span(&mut cx.trace, "rate_limit", t0, counted.is_err());
+        counted?;
     }
     if let Some(d) = denied {
         return Err(GatewayError::Auth(d));

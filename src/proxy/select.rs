@@ -133,6 +133,7 @@ pub(super) async fn peer(
     up.target = Some(addr);
     up.start.get_or_insert_with(Instant::now);
     up.guard = Some(guard);
+    super::trace::attempt(cx, addr);
     Ok(Box::new(peer))
 }
 
@@ -197,6 +198,7 @@ pub(super) fn connect_failed(
     cx: &mut RequestCtx,
     mut e: Box<Error>,
 ) -> Box<Error> {
+    super::trace::attempt_done(cx, None);
     if let Some(g) = &cx.upstream.guard {
         g.failed();
     }
@@ -218,6 +220,7 @@ pub(super) fn response_head(
     resp: &ResponseHeader,
 ) -> pingora::Result<()> {
     let status = resp.status.as_u16();
+    super::trace::attempt_done(cx, Some(status));
     cx.upstream.status = Some(status);
     cx.upstream.end = Some(Instant::now());
     let Some(g) = &cx.upstream.guard else {
@@ -245,6 +248,7 @@ pub(super) fn proxy_failed(
     mut e: Box<Error>,
     client_reused: bool,
 ) -> Box<Error> {
+    super::trace::attempt_done(cx, None);
     if cx.upstream.retry_status.take().is_some() {
         e.set_retry(true);
         return e;

@@ -52,6 +52,7 @@ pub(super) fn prepare(
         }
     }
     up.insert_header("x-request-id", ctx.request_id.as_str())?;
+    super::trace::upstream_header(ctx, up)?;
     if let Some((route, vars)) = ctx.route_and_vars() {
         if let Some(host) = &route.pool(ctx.upstream.side).config.host {
             up.insert_header(http::header::HOST, host.as_str())?;

@@ -8,6 +8,7 @@
 use super::BuildError;
 use crate::config::{Config, CorsConfig, HashKey, HeaderTransform, RetryReason, RouteConfig};
 use crate::observability::metrics::{Metrics, RouteLabels, RouteMetrics};
+use crate::observability::tracing::Tracer;
 use crate::policy::auth::{self, jwks::JwksSource, AuthFailure, Provider, RouteAuth};
 use crate::policy::cache::CacheResult;
 use crate::policy::ip_rules::IpRules;
@@ -66,6 +67,22 @@ pub struct Snapshot {
     pub limits: BTreeMap<String, Arc<Limit>>,
     /// Header names set from identity: removed from every client request.
     pub identity_headers: Vec<HeaderName>,
+    /// Span export, with `tracing`.
+    pub(crate) tracer: Option<Arc<Tracer>>,
+}
+
+/// The trace exporter; an unchanged one keeps its queue and task.
+fn tracer(config: &Config, prev: Option<&Snapshot>, bcx: &BuildCtx<'_>) -> Option<Arc<Tracer>> {
+    let tc = config.tracing.as_ref()?;
+    let same = prev
+        .and_then(|p| p.tracer.as_ref())
+        .filter(|t| t.config == *tc);
+    if let Some(t) = same {
+        return Some(t.clone());
+    }
+    let t = Arc::new(Tracer::new(tc, bcx.metrics.trace_dropped.clone()));
+    crate::observability::tracing::start(bcx.spawner, &t);
+    Some(t)
 }
 
 /// What building a snapshot needs besides the config.
@@ -255,6 +272,7 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             generation,
+            tracer: tracer(&config, prev, bcx),
             router: Router::new(&config.routes),
             identity_headers: auth::identity_headers(&providers),
             config: Arc::new(config),

@@ -38,5 +38,6 @@ mod resilience;
 mod routing;
 mod split_mirror;
 mod tls;
+mod tracing;
 mod transforms_cors;
 mod upstreams;

@@ -12,6 +12,7 @@ mod limits;
 mod mtls;
 mod route;
 mod server;
+mod tracing;
 mod traffic;
 mod upstream;
 
@@ -353,6 +354,7 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
     let redis = f.redis.as_ref().map(|r| limits::redis(r, errs));
     let rate_limits = limits::rate_limits(&f.rate_limits, f.redis.is_some(), errs);
     let cache = server::cache(f.cache.as_ref(), errs);
+    let tracing = f.tracing.as_ref().map(|t| tracing::tracing(t, errs));
     let mut upstreams = BTreeMap::new();
     for (name, u) in &f.upstreams {
         let path = KeyPath::root("upstreams").key(name);
@@ -390,6 +392,7 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
         rate_limits,
         redis,
         cache,
+        tracing,
         routes,
         warnings: Vec::new(),
     }
