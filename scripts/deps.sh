@@ -3,7 +3,7 @@
 # cmake (pingora-core builds zlib-ng with it), a C toolchain, redis-server
 # (the Redis rate-limit tests start a real one), dnsmasq (the DNS discovery
 # tests run a real DNS server), curl, and for the benchmark smoke nginx,
-# haproxy, wrk and valgrind.
+# haproxy, wrk and valgrind, and for the console test chromium.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -17,6 +17,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null || need+=(wrk)
 command -v valgrind >/dev/null || need+=(valgrind)
+# The console test drives a real headless browser.
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

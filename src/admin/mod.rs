@@ -2,6 +2,8 @@
 //!
 //! | method | path | |
 //! |---|---|---|
+//! | GET | `/` | the console: a page for people (`console.rs`) |
+//! | GET | `/console.json` | what the console shows: routes with their last minute, upstreams |
 //! | GET | `/health` | 200 while the process runs |
 //! | GET | `/ready` | 200 once every upstream had a health check and has a healthy target, else 503 |
 //! | GET | `/metrics` | Prometheus text format |
@@ -13,6 +15,8 @@
 //!
 //! With `admin.token` set, every POST needs `Authorization: Bearer <token>`,
 //! compared in constant time.
+
+mod console;
 
 use crate::http::new_request_id;
 use crate::problem::Problem;
@@ -132,6 +136,8 @@ fn bearer_matches(session: &ServerSession, token: &str) -> bool {
 /// Every admin endpoint; the one table both dispatch and the 405 check use.
 #[derive(Clone, Copy)]
 enum Endpoint {
+    Console,
+    ConsoleData,
     Health,
     Ready,
     Metrics,
@@ -143,6 +149,8 @@ enum Endpoint {
 }
 
 const ENDPOINTS: &[(&str, Endpoint)] = &[
+    ("/", Endpoint::Console),
+    ("/console.json", Endpoint::ConsoleData),
     ("/health", Endpoint::Health),
     ("/ready", Endpoint::Ready),
     ("/metrics", Endpoint::Metrics),
@@ -309,6 +317,24 @@ impl AdminApp {
 
     fn serve(&self, endpoint: Endpoint, query: Option<&str>, body: &[u8]) -> Response<Vec<u8>> {
         match endpoint {
+            Endpoint::Console => {
+                let mut r = response(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    console::PAGE.as_bytes().to_vec(),
+                );
+                // Nothing on the page may come from elsewhere.
+                r.headers_mut().insert(
+                    http::header::CONTENT_SECURITY_POLICY,
+                    http::HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:"),
+                );
+                r
+            }
+            Endpoint::ConsoleData => {
+                let snap = self.state.snapshots.load();
+                let doc = console::data(&snap, self.upstreams(), serde_json::Value::Null);
+                json_response(StatusCode::OK, doc)
+            }
             Endpoint::Health => json_response(StatusCode::OK, json!({"status": "ok"})),
             Endpoint::Ready => self.ready(),
             Endpoint::Metrics => self.metrics(),

@@ -4,11 +4,13 @@
 //! configured targets, numeric status codes, the standard methods (anything
 //! else is `OTHER`) and `route="unmatched"` for requests no route took.
 
+use super::window::Window;
 use http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Arc;
 
 /// A metric family: name, help, label names.
 type Spec = (&'static str, &'static str, &'static [&'static str]);
@@ -170,6 +172,8 @@ const BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// Rolling windows by route name (the console).
+    windows: std::sync::Mutex<std::collections::HashMap<String, Arc<Window>>>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -220,6 +224,8 @@ pub struct RouteMetrics {
     pub limited: Box<[IntCounter]>,
     /// Refusals by the route's IP rules (`None` without them).
     pub access_denied: Option<IntCounter>,
+    /// The console's last minute of this route (kept across reloads).
+    pub(crate) window: Arc<Window>,
 }
 
 /// What [`Metrics::route`] resolves for one route.
@@ -313,6 +319,7 @@ impl Metrics {
             retries: counters(&r, RETRIES),
             statuses: (0..600).map(|s: u16| s.to_string()).collect(),
             registry: r,
+            windows: Default::default(),
         };
         for result in ["ok", "error"] {
             m.config_reloads.with_label_values(&[result]);
@@ -336,7 +343,18 @@ impl Metrics {
             access_denied: l
                 .ip_rules
                 .then(|| self.access_denied.with_label_values(&[l.route])),
+            window: self.window(l.route),
         }
+    }
+
+    /// The rolling window of route `name`; windows no snapshot holds any
+    /// more (removed routes) are let go here.
+    fn window(&self, name: &str) -> Arc<Window> {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        w.retain(|_, v| Arc::strong_count(v) > 1);
+        w.entry(name.to_string())
+            .or_insert_with(|| Arc::new(Window::new()))
+            .clone()
     }
 
     /// The counters of upstream `name` (every series visible at 0).

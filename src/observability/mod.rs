@@ -6,3 +6,4 @@ pub(crate) mod access_log;
 pub(crate) mod metrics;
 pub(crate) mod time;
 pub(crate) mod tracing;
+pub(crate) mod window;

@@ -61,7 +61,11 @@ fn metrics(state: &GatewayState, session: &Session, cx: &RequestCtx, done: &Fini
         .inc();
     let route_metrics = done.route.and_then(|r| r.metrics.as_ref());
     match route_metrics {
-        Some(rm) => rm.duration.observe(done.duration.as_secs_f64()),
+        Some(rm) => {
+            rm.duration.observe(done.duration.as_secs_f64());
+            rm.window
+                .record(SystemTime::now(), done.duration, done.status >= 500);
+        }
         None => m
             .request_duration
             .with_label_values(&[route_label])

@@ -20,6 +20,7 @@ mod compress;
 mod config_auth;
 mod config_limits;
 mod config_traffic;
+mod console;
 mod dashboard;
 mod dns;
 mod edge_limits;
