@@ -32,6 +32,10 @@ pub struct Args {
     /// Run on 127.0.0.1:8080 with three built-in demo services
     #[arg(long = "demo")]
     pub demo: bool,
+    /// With --demo: export traces of every demo request to this OTLP/HTTP URL
+    /// (tracing is off otherwise)
+    #[arg(long = "otlp", value_name = "URL", requires = "demo")]
+    pub otlp: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -99,7 +103,7 @@ pub fn main() -> i32 {
     let args = Args::parse();
     crate::signals::install_early();
     if args.demo {
-        return crate::demo::run();
+        return crate::demo::run(args.otlp.as_deref());
     }
     let cfg = match config::load_file(&args.conf) {
         Ok(c) => c,

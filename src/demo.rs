@@ -206,7 +206,9 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Runs the demo in the foreground; returns the exit code.
-pub(crate) fn run() -> i32 {
+/// `otlp`: trace every demo request to this collector (tracing is off
+/// without it).
+pub(crate) fn run(otlp: Option<&str>) -> i32 {
     let services: [(&str, &str, &str); 6] = [
         ("{USERS_A}", "users", "users-a"),
         ("{USERS_B}", "users", "users-b"),
@@ -230,6 +232,12 @@ pub(crate) fn run() -> i32 {
                 return 1;
             }
         }
+    }
+    if let Some(url) = otlp {
+        text.push_str(&format!(
+            "tracing: {{ otlp: {}, service_name: gatehouse-demo, sample: 1 }}\n",
+            serde_json::Value::from(url)
+        ));
     }
     let cfg = match config::load_str(&text) {
         Ok(c) => c,
@@ -255,7 +263,7 @@ pub(crate) fn run() -> i32 {
         svc.threads = Some(1);
         app.server.add_service(svc);
     }
-    println!("{}", banner());
+    println!("{}", banner(otlp));
     app.run_with_signals();
     0
 }
@@ -338,9 +346,16 @@ pub(crate) const TRY: &[(&str, &str, DemoToken, &str)] = &[
     ),
 ];
 
-fn banner() -> String {
+fn banner(otlp: Option<&str>) -> String {
     let mut lines = vec![
         "gatehouse demo: gateway on 127.0.0.1:8080, admin on 127.0.0.1:9090".to_string(),
+        "console: http://127.0.0.1:9090/".to_string(),
+        match otlp {
+            Some(url) => format!("tracing: every request, exported to {url}"),
+            None => {
+                "tracing: off (--demo --otlp URL sends traces to a local collector)".to_string()
+            }
+        },
         "services: users (2 instances), products, orders, catalog (v1 and v2, split 90/10)"
             .to_string(),
         String::new(),
@@ -349,7 +364,7 @@ fn banner() -> String {
     let full = demo_token("demo-user", "orders:read orders:write");
     let limited = demo_token("demo-user", "profile");
     lines.insert(
-        2,
+        4,
         format!("demo JWT (HS256, sub=demo-user, scope=\"orders:read orders:write\"):\n  {full}"),
     );
     for (method, path, token, what) in TRY {

@@ -44,6 +44,7 @@ pub mod bench {
     pub use crate::logging::init as init_logging;
     pub use crate::observability::access_log::{AccessLog, AccessRecord};
     pub use crate::observability::metrics::{Metrics, RouteLabels, RouteMetrics, FAMILIES};
+    pub use crate::observability::tracing::{Attr, SpanId, TraceCtx, TraceId, Tracer};
     pub use crate::policy::auth::jwks::{JwksSource, MIN_REFETCH};
     pub use crate::policy::auth::jwt::{parse_header, JwtProvider};
     pub use crate::policy::auth::{Provider, ProviderKind};

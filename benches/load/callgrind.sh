@@ -2,7 +2,7 @@
 # Instructions per request (callgrind), the deterministic counterpart of the
 # CPU-time figures of run.py: same binary and inputs give the same count
 # within ~0.5%, whatever else the machine does.
-#   benches/load/callgrind.sh [BINARY] [routing|policies|cache|nginx|haproxy|haproxy-policies]
+#   benches/load/callgrind.sh [BINARY] [routing|policies|policies-traced0|policies-traced1|cache|nginx|haproxy|haproxy-policies]
 # CG_WARMUP / CG_SECONDS: the warm-up and measured wrk runs (4 s, 10 s).
 # Prints Ir/request and keeps the profile in $OUT (default /tmp/gh-callgrind)
 # for `callgrind_annotate`.
@@ -29,7 +29,12 @@ open(f"{work}/token", "w").write(run.token())
 PY
 nginx -p "$out" -c "$out/upstream.conf" &
 up=$!
-trap 'kill $up 2>/dev/null; kill $vpid 2>/dev/null || true' EXIT
+sink=""
+if [ "$variant" = policies-traced1 ]; then
+    python3 benches/load/otlp_sink.py 18091 &
+    sink=$!
+fi
+trap 'kill $up $sink 2>/dev/null; kill $vpid 2>/dev/null || true' EXIT
 sleep 1
 if [ "$variant" = nginx ]; then
     cmd=(nginx -p "$out" -c "$out/proxy.conf")
@@ -48,7 +53,7 @@ for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/ && break;
 path=/api/orders/7
 [ "$variant" = cache ] && path=/api/products/42
 args=(-t1 -c8)
-case $variant in policies|haproxy-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
+case $variant in policies*|haproxy-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
 wrk "${args[@]}" -d"${CG_WARMUP:-4}"s "http://127.0.0.1:18080$path" >/dev/null        # warm-up
 callgrind_control -i on $vpid >/dev/null
 res=$(wrk "${args[@]}" -d"${CG_SECONDS:-10}"s "http://127.0.0.1:18080$path")

@@ -40,6 +40,7 @@ assert len(BODY) == 28
 UP_PORTS = [18081, 18082, 18083]
 PROXY_PORT = 18080
 ADMIN_PORT = 18090
+OTLP_PORT = 18091
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 ROUTES = [("users", "/api/users", 18081), ("products", "/api/products", 18082), ("orders", "/api/orders", 18083)]
 
@@ -186,7 +187,9 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False, limit=100_000_
     # "policies": JWT + rate limit + metrics (admin listener) + JSON access
     # log to a file; "policies_quiet": the same without metrics and log;
     # "observed": routing only, with metrics and the access log.
-    if variant in ("policies", "observed"):
+    # "policies-traced0" / "-traced1": policies with `tracing` configured,
+    # sample 0 (nothing traced) or 1 (every request, to otlp_sink.py).
+    if variant in ("policies", "observed") or variant.startswith("policies-traced"):
         lines += [f'  access_log: "{work}/access.log"', "  format: json"]
         lines += [f'admin: {{ listen: "127.0.0.1:{ADMIN_PORT}" }}']
     else:
@@ -199,6 +202,8 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False, limit=100_000_
     # triggered (retries on resets/timeouts/statuses with their budget,
     # max_inflight, passive health); "split": orders split 50/50 between two
     # upstreams (one nginx port) with a sticky key absent from the request.
+    if variant.startswith("policies-traced"):
+        lines += ["tracing:", f'  otlp: "http://127.0.0.1:{OTLP_PORT}/v1/traces"', f"  sample: {variant[-1]}"]
     resilient = ""
     if variant == "retry":
         resilient = (", retries: 2, retry_on: [connect, reset, timeout, 502, 503, 504], retry_budget: 20%,"
@@ -331,9 +336,15 @@ def main():
                  "policies_quiet": "/api/orders/7", "observed": "/api/orders/7",
                  "cache": "/api/products/42", "routes10k": "/api/orders/7",
                  "retry": "/api/orders/7", "split": "/api/orders/7",
-                 "haproxy": "/api/orders/7", "haproxy-policies": "/api/orders/7"}
+                 "haproxy": "/api/orders/7", "haproxy-policies": "/api/orders/7",
+                 "policies-traced0": "/api/orders/7", "policies-traced1": "/api/orders/7"}
         auth = [f"Authorization: Bearer {tok}"]
-        headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth}
+        headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth,
+                   "policies-traced0": auth, "policies-traced1": auth}
+        if any(t.split("@")[0] == "policies-traced1" for t in targets):
+            # The collector shares CPU 0 with wrk, off the proxy's CPU.
+            procs.append(Proc("otlp sink", [sys.executable, os.path.join(ROOT, "benches", "load", "otlp_sink.py"),
+                                            str(OTLP_PORT)], "0", OTLP_PORT))
         results = {t: [] for t in targets}
 
         def base(t):

@@ -19,8 +19,8 @@ use prometheus::IntCounter;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-pub(crate) type TraceId = [u8; 16];
-pub(crate) type SpanId = [u8; 8];
+pub type TraceId = [u8; 16];
+pub type SpanId = [u8; 8];
 
 /// Spans waiting for export at most; more are dropped.
 pub(crate) const MAX_QUEUED: usize = 4096;
@@ -122,13 +122,13 @@ pub(crate) fn new_span_id() -> SpanId {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Attr {
+pub enum Attr {
     Str(String),
     Int(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     Server,
     Client,
     Internal,
@@ -136,7 +136,7 @@ pub(crate) enum Kind {
 
 /// One finished span.
 #[derive(Debug, Clone)]
-pub(crate) struct SpanRecord {
+pub struct SpanRecord {
     pub span_id: SpanId,
     pub parent: Option<SpanId>,
     pub name: String,
@@ -148,7 +148,7 @@ pub(crate) struct SpanRecord {
 }
 
 /// The spans of one traced request (a ctx slice).
-pub(crate) struct TraceCtx {
+pub struct TraceCtx {
     pub trace_id: TraceId,
     /// gatehouse's server span: parent of every other span here.
     pub server: SpanId,
@@ -165,7 +165,7 @@ pub(crate) struct TraceCtx {
 
 impl TraceCtx {
     /// A trace whose server span starts at `start` (the request's start).
-    pub(crate) fn new(trace_id: TraceId, parent: Option<SpanId>, start: Instant) -> TraceCtx {
+    pub fn new(trace_id: TraceId, parent: Option<SpanId>, start: Instant) -> TraceCtx {
         let wall = SystemTime::now() - start.elapsed();
         let base_ns = wall
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -187,7 +187,7 @@ impl TraceCtx {
     }
 
     /// A finished child span of the server span.
-    pub(crate) fn child(
+    pub fn child(
         &mut self,
         name: &str,
         start: Instant,
@@ -209,7 +209,7 @@ impl TraceCtx {
 
     /// Starts an upstream attempt (a client span) to `addr`; an attempt
     /// still open failed (it is being retried).
-    pub(crate) fn start_attempt(&mut self, addr: std::net::SocketAddr) {
+    pub fn start_attempt(&mut self, addr: std::net::SocketAddr) {
         self.end_attempt(None, true);
         self.attempt = Some(SpanRecord {
             span_id: new_span_id(),
@@ -231,7 +231,7 @@ impl TraceCtx {
 
     /// Ends the open attempt: with the upstream's status if it answered;
     /// a 5xx or a failure is an error.
-    pub(crate) fn end_attempt(&mut self, status: Option<u16>, failed: bool) {
+    pub fn end_attempt(&mut self, status: Option<u16>, failed: bool) {
         let Some(mut a) = self.attempt.take() else {
             return;
         };
@@ -245,7 +245,7 @@ impl TraceCtx {
     }
 
     /// The server span (last) and every child, once the request is over.
-    pub(crate) fn finish(
+    pub fn finish(
         mut self,
         name: String,
         attrs: Vec<(&'static str, Attr)>,
@@ -275,7 +275,7 @@ struct Queue {
 
 /// One gateway's trace exporter (kept across reloads while `tracing` is
 /// unchanged).
-pub(crate) struct Tracer {
+pub struct Tracer {
     pub config: TracingConfig,
     queue: Mutex<Queue>,
     wake: Arc<tokio::sync::Notify>,
@@ -284,7 +284,7 @@ pub(crate) struct Tracer {
 }
 
 impl Tracer {
-    pub(crate) fn new(config: &TracingConfig, dropped: IntCounter) -> Tracer {
+    pub fn new(config: &TracingConfig, dropped: IntCounter) -> Tracer {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
@@ -300,7 +300,7 @@ impl Tracer {
 
     /// Queues a finished request's spans, or drops and counts them when
     /// the queue is full. Never blocks on the exporter.
-    pub(crate) fn submit(&self, trace_id: TraceId, spans: Vec<SpanRecord>) {
+    pub fn submit(&self, trace_id: TraceId, spans: Vec<SpanRecord>) {
         let n = spans.len();
         let full = {
             let Ok(mut q) = self.queue.lock() else { return };
@@ -316,6 +316,18 @@ impl Tracer {
         };
         if full {
             self.dropped.inc_by(n as u64);
+        }
+    }
+
+    /// What one export sends: the next batch, encoded (benches).
+    pub fn encode_batch(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(&self.request(self.take_batch()))
+    }
+
+    /// Drops every queued span uncounted (benches).
+    pub fn discard_queue(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.spans.clear();
         }
     }
 

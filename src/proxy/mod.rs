@@ -157,7 +157,10 @@ impl ProxyHttp for Gateway {
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Box<RequestCtx>) -> Result<()> {
         if let (Some(cache), None) = (&mut ctx.cache, &ctx.error) {
             caching::enable(&self.state, session, cache);
-            trace::cache_lookup(ctx);
+            // A bypass (`no-store`) looks nothing up.
+            if cache.outcome.is_none() {
+                trace::cache_lookup(ctx);
+            }
         }
         Ok(())
     }

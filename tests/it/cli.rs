@@ -132,7 +132,15 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
     let out = bin().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--conf", "--test", "--daemon", "--upgrade", "--demo"] {
+    for flag in [
+        "--conf",
+        "--test",
+        "--daemon",
+        "--upgrade",
+        "--demo",
+        "--otlp",
+        "explain",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
@@ -177,12 +185,14 @@ fn wait_or_kill(
     None
 }
 
-/// Runs `gatehouse --demo` and replays every curl command it prints.
+/// Runs `gatehouse --demo --otlp URL` and replays every curl command it
+/// prints; the console it names answers and the traces arrive.
 #[test]
 fn demo_answers_its_printed_curl_commands() {
     use std::io::{BufRead, BufReader};
+    let otlp = Otlp::start();
     let mut child = bin()
-        .arg("--demo")
+        .args(["--demo", "--otlp", &otlp.url()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -203,6 +213,13 @@ fn demo_answers_its_printed_curl_commands() {
         .filter(|l| l.trim_start().starts_with("curl "))
         .collect();
     assert!(cmds.len() >= 9, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "console: http://127.0.0.1:9090/"),
+        "{lines:?}"
+    );
+    let console = get_raw("127.0.0.1:9090".parse().unwrap(), "/", "");
+    assert_eq!(console.status, 200);
+    assert!(String::from_utf8_lossy(&console.body).contains("<title>gatehouse console</title>"));
     // Give the health checks a moment to run once.
     assert!(eventually(Duration::from_secs(5), || get_raw(
         "127.0.0.1:9090".parse().unwrap(),
@@ -211,6 +228,7 @@ fn demo_answers_its_printed_curl_commands() {
     )
     .status
         == 200));
+    let cmds_len = cmds.iter().filter(|c| c.contains(":8080")).count();
     for cmd in cmds {
         let (curl, comment) = cmd.split_once(" # ").unwrap();
         let auth = curl
@@ -239,6 +257,9 @@ fn demo_answers_its_printed_curl_commands() {
             assert_eq!(r.header("content-type"), Some("application/json"), "{cmd}");
         }
     }
+    // Every demo request is traced when a collector is given.
+    assert!(eventually(Duration::from_secs(10), || otlp.spans().len() >= cmds_len));
+    assert!(otlp.spans().iter().all(|(svc, _)| svc == "gatehouse-demo"));
     send_signal(child.id(), SIGINT);
     assert!(wait_or_kill(&mut child, Duration::from_secs(10)).is_some());
 }
