@@ -354,19 +354,16 @@ fn policies(s: &Step<'_>, status: &mut (u16, String)) -> Vec<Value> {
         out.push(json!({"step": "compress", "algorithms": rj["compress"]["algorithms"], "min_size": c.min_size,
             "for_this_request": coding.map_or("identity", |c| c.token())}));
     }
-    let t = &rj["request_headers"];
-    if !(r.request_headers.set.is_empty()
-        && r.request_headers.add.is_empty()
-        && r.request_headers.remove.is_empty())
-    {
-        out.push(json!({"step": "request_headers", "set": t["set"], "add": t["add"], "remove": t["remove"]}));
-    }
-    let t = &rj["response_headers"];
-    if !(r.response_headers.set.is_empty()
-        && r.response_headers.add.is_empty()
-        && r.response_headers.remove.is_empty())
-    {
-        out.push(json!({"step": "response_headers", "set": t["set"], "add": t["add"], "remove": t["remove"]}));
+    for (step, t) in [
+        ("request_headers", &r.request_headers),
+        ("response_headers", &r.response_headers),
+    ] {
+        if !(t.set.is_empty() && t.add.is_empty() && t.remove.is_empty()) {
+            let j = &rj[step];
+            out.push(
+                json!({"step": step, "set": j["set"], "add": j["add"], "remove": j["remove"]}),
+            );
+        }
     }
     if let Some(c) = &r.cors {
         let origin = cors::origin(headers);

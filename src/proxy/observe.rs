@@ -16,6 +16,8 @@ struct Finished<'a> {
     status: u16,
     duration: Duration,
     upstream_elapsed: Option<Duration>,
+    /// The wall clock at the end (one read for the window and the log).
+    wall: SystemTime,
 }
 
 /// Runs last for a request, so it takes the snapshot out of the ctx
@@ -36,6 +38,7 @@ pub(super) fn record(state: &GatewayState, session: &Session, cx: &mut RequestCt
         status,
         duration: now.duration_since(cx.start),
         upstream_elapsed: up.start.map(|s| up.end.unwrap_or(now).duration_since(s)),
+        wall: SystemTime::now(),
     };
     if snap.config.admin.is_some() {
         metrics(state, session, cx, &done);
@@ -64,7 +67,7 @@ fn metrics(state: &GatewayState, session: &Session, cx: &RequestCtx, done: &Fini
         Some(rm) => {
             rm.duration.observe(done.duration.as_secs_f64());
             rm.window
-                .record(SystemTime::now(), done.duration, done.status >= 500);
+                .record(done.wall, done.duration, done.status >= 500);
         }
         None => m
             .request_duration
@@ -113,7 +116,7 @@ fn access_record(
     };
     let target = cx.upstream.target;
     AccessRecord {
-        ts: SystemTime::now() - done.duration,
+        ts: done.wall - done.duration,
         request_id: std::mem::take(&mut cx.request_id),
         client_ip: cx.client.ip,
         method: req.method.clone(),
