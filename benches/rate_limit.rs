@@ -16,6 +16,7 @@ fn bench(c: &mut Criterion) {
         per: Duration::from_secs(60),
         key: LimitKey::ClientIp,
         backend: LimitBackend::Local,
+        sync: None,
     };
     let limits = vec![Arc::new(Limit::new("bench", &cfg, None))];
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -2,7 +2,7 @@
 # Installs what building and testing gatehouse needs on Debian/Ubuntu, if missing:
 # cmake (pingora-core builds zlib-ng with it), a C toolchain, redis-server
 # (the Redis rate-limit tests start a real one), dnsmasq (the DNS discovery
-# tests run a real DNS server), curl, and for the benchmark smoke nginx,
+# tests run a real DNS server), etcd-server and protoc (cluster mode), curl, and for the benchmark smoke nginx,
 # haproxy, wrk and valgrind, and for the console test chromium.
 set -euo pipefail
 need=()
@@ -11,6 +11,10 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+# Cluster mode: the tests start a real etcd; etcd-client's build compiles
+# etcd's .proto files with protoc.
+command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 # The benchmark smoke (scripts/bench-smoke.sh): the load bench's peers and
 # its instruction counter.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)

@@ -25,6 +25,9 @@ pub struct StartOptions {
     pub upgrade: bool,
     /// The file the config came from; enables reload.
     pub config_path: Option<std::path::PathBuf>,
+    /// Cluster mode: the document from etcd (or the snapshot file) that
+    /// `config` was merged with; `None` before the first push.
+    pub cluster_doc: Option<crate::runtime::reload::ClusterDoc>,
 }
 
 pub struct App {
@@ -63,11 +66,23 @@ pub fn build(config: Config, opts: StartOptions) -> Result<App, BuildError> {
     let upstream_ca = config.server.upstream_ca.clone();
     let admin = config.admin.clone();
     let (spawner, task_service) = crate::tasks::channel();
+    let fleet = config
+        .cluster
+        .clone()
+        .map(crate::runtime::fleet::Fleet::new);
+    let (fleet, commands) = match fleet {
+        Some((f, rx)) => (Some((f, opts.cluster_doc.clone())), Some(rx)),
+        None => (None, None),
+    };
     let state = Arc::new(GatewayState::new(
         config,
         spawner,
         opts.config_path.clone(),
+        fleet,
     )?);
+    if let Some(rx) = commands {
+        crate::cluster::agent::spawn(&state, rx);
+    }
     // Everything fallible (certificates included) is done before the server
     // exists, so a bad config never takes over the old process's sockets.
 

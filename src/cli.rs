@@ -54,6 +54,56 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cluster mode: validate FILE as `-t` would, then write it to etcd with
+    /// a compare-and-swap and print the new revision
+    Push {
+        /// The shared config document (upstreams, routes, auth, ...)
+        #[arg(required_unless_present = "rollback", conflicts_with = "rollback")]
+        file: Option<PathBuf>,
+        /// Push the document of an earlier revision again, as a new revision
+        #[arg(long, value_name = "REV")]
+        rollback: Option<u64>,
+        /// Write only if the config is still at this revision
+        #[arg(long, value_name = "REV")]
+        if_revision: Option<u64>,
+    },
+    /// Cluster mode: every live node, what it runs, and whether all agree
+    Cluster {
+        /// As JSON (the document of `GET /cluster`)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `push` and `cluster`: commands that need the local file's `cluster`.
+fn fleet_command(cfg: &config::Config, conf: &std::path::Path, cmd: &Command) -> Option<i32> {
+    use crate::cluster::cli::{self as ccli, PushSource};
+    let needs_cluster = || {
+        eprintln!(
+            "{} has no `cluster` section: push and cluster work in cluster mode only",
+            conf.display()
+        );
+        1
+    };
+    match cmd {
+        Command::Push {
+            file,
+            rollback,
+            if_revision,
+        } => Some(match (&cfg.cluster, file, rollback) {
+            (None, _, _) => needs_cluster(),
+            (Some(c), _, Some(rev)) => {
+                ccli::push(c, conf, PushSource::Rollback(*rev), *if_revision)
+            }
+            (Some(c), Some(f), None) => ccli::push(c, conf, PushSource::File(f), *if_revision),
+            (Some(_), None, None) => 2,
+        }),
+        Command::Cluster { json } => Some(match &cfg.cluster {
+            None => needs_cluster(),
+            Some(c) => ccli::status(c, *json),
+        }),
+        Command::Explain { .. } => None,
+    }
 }
 
 /// `explain`: 0 whether or not a route matches, 1 when the request (or
@@ -129,11 +179,26 @@ pub fn main() -> i32 {
     {
         return explain(&cfg, request, headers, *json);
     }
+    if let Some(code) = args
+        .command
+        .as_ref()
+        .and_then(|c| fleet_command(&cfg, &args.conf, c))
+    {
+        return code;
+    }
     if args.test {
         println!("config OK");
         return 0;
     }
     crate::logging::init(cfg.logging.level);
+    // Cluster mode: the shared part comes from etcd (or the snapshot file).
+    let (cfg, doc) = match crate::cluster::boot::start(cfg, &args.conf) {
+        Ok(start) => (start.config, start.doc),
+        Err(e) => {
+            eprintln!("cluster: {e}");
+            return 1;
+        }
+    };
     log::info!(
         "gatehouse {} starting: listeners {:?}, {} routes, {} upstreams",
         env!("CARGO_PKG_VERSION"),
@@ -146,6 +211,7 @@ pub fn main() -> i32 {
         daemon: args.daemon,
         upgrade: args.upgrade,
         config_path: Some(config_path),
+        cluster_doc: doc,
     };
     match app::build(cfg, opts) {
         Ok(app) => {

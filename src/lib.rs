@@ -28,6 +28,7 @@ pub(crate) mod upstream;
 pub(crate) mod runtime;
 // L4 services
 pub(crate) mod admin;
+pub(crate) mod cluster;
 pub(crate) mod proxy;
 pub(crate) mod signals;
 // L5 entry points

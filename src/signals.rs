@@ -98,7 +98,10 @@ impl ShutdownSignalWatch for Signals {
             tokio::select! {
                 _ = hup.recv() => {
                     log::info!("SIGHUP: reloading the config");
-                    let _ = self.state.reloader.reload(&self.state);
+                    match &self.state.fleet {
+                        Some(f) => { let _ = f.reload().await; }
+                        None => { let _ = self.state.reloader.reload(&self.state); }
+                    }
                 }
                 _ = usr1.recv() => {
                     log::info!("SIGUSR1: reopening the access log");

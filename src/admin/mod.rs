@@ -9,8 +9,9 @@
 //! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/upstreams` | targets with health, weight and requests in flight |
 //! | GET | `/config` | the running config, secrets redacted |
-//! | POST | `/reload` | re-read the config file (as SIGHUP) |
-//! | POST | `/cache/purge?path=P[&host=H]` | drop cached responses for a client-facing path |
+//! | GET | `/cluster` | cluster mode: every live node, what it runs, `in_sync` |
+//! | POST | `/reload` | re-read the config file (as SIGHUP); in cluster mode etcd too |
+//! | POST | `/cache/purge?path=P[&host=H]` | drop cached responses for a client-facing path (in cluster mode on every node) |
 //! | POST | `/explain` | `{"method", "url", "headers"}`: what the running config does with that request |
 //!
 //! With `admin.token` set, every POST needs `Authorization: Bearer <token>`,
@@ -20,6 +21,7 @@ mod console;
 
 use crate::http::new_request_id;
 use crate::problem::Problem;
+use crate::runtime::fleet::Purge;
 use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use http::{HeaderName, Method, Response, StatusCode};
@@ -45,6 +47,10 @@ pub(crate) enum AdminError {
     BadRequest(&'static str),
     /// A request body or explained request that cannot be read.
     Invalid(String),
+    /// `GET /cluster` on a node without `cluster`.
+    NotClustered,
+    /// A write that could not be carried out now (etcd unreachable).
+    Unavailable(String),
 }
 
 impl AdminError {
@@ -71,6 +77,13 @@ impl AdminError {
             ),
             AdminError::BadRequest(m) => (400, "bad-request", *m, None),
             AdminError::Invalid(m) => (400, "bad-request", m.as_str(), None),
+            AdminError::NotClustered => (
+                404,
+                "not-clustered",
+                "This gateway is not in cluster mode (no `cluster` in its config file).",
+                None,
+            ),
+            AdminError::Unavailable(m) => (503, "unavailable", m.as_str(), None),
         };
         Problem {
             status,
@@ -146,6 +159,7 @@ enum Endpoint {
     Reload,
     Purge,
     Explain,
+    Cluster,
 }
 
 const ENDPOINTS: &[(&str, Endpoint)] = &[
@@ -159,6 +173,7 @@ const ENDPOINTS: &[(&str, Endpoint)] = &[
     ("/reload", Endpoint::Reload),
     ("/cache/purge", Endpoint::Purge),
     ("/explain", Endpoint::Explain),
+    ("/cluster", Endpoint::Cluster),
 ];
 
 impl Endpoint {
@@ -210,7 +225,7 @@ impl AdminApp {
     /// `POST /cache/purge?path=P[&host=H]`: `P` is the client-facing path
     /// (normalised like requests; with `?query` only that query goes),
     /// without `host` every host's entry for it goes.
-    fn purge(&self, query: Option<&str>) -> Response<Vec<u8>> {
+    fn purge_request(query: Option<&str>) -> Result<Purge, AdminError> {
         let mut path = None;
         let mut host = None;
         for (k, v) in query
@@ -226,22 +241,62 @@ impl AdminApp {
             }
         }
         let Some(path) = path else {
-            return AdminError::BadRequest("`path` is required: POST /cache/purge?path=/api/x")
-                .response();
+            return Err(AdminError::BadRequest(
+                "`path` is required: POST /cache/purge?path=/api/x",
+            ));
         };
         let (p, q) = match path.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (path, None),
         };
         let Ok(p) = crate::http::normalize_path(&p) else {
-            return AdminError::BadRequest("`path` is not a valid request path").response();
+            return Err(AdminError::BadRequest("`path` is not a valid request path"));
         };
-        let purged = self
-            .state
-            .cache
-            .store
-            .purge_path(&p, q.as_deref(), host.as_deref());
-        json_response(StatusCode::OK, json!({ "purged": purged }))
+        Ok(Purge {
+            path: p.into_owned(),
+            query: q,
+            host,
+        })
+    }
+
+    /// Purges this node's cache; in cluster mode every other node's too,
+    /// through etcd.
+    async fn purge(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let p = match Self::purge_request(query) {
+            Ok(p) => p,
+            Err(e) => return e.response(),
+        };
+        let store = self.state.cache.store;
+        let purged = store.purge_path(&p.path, p.query.as_deref(), p.host.as_deref());
+        let Some(fleet) = &self.state.fleet else {
+            return json_response(StatusCode::OK, json!({ "purged": purged }));
+        };
+        match fleet.purge(p).await {
+            Ok(()) => json_response(StatusCode::OK, json!({ "purged": purged, "cluster": true })),
+            Err(e) => AdminError::Unavailable(format!(
+                "purged {purged} responses on this node only: the purge could not reach the cluster ({e})"
+            ))
+            .response(),
+        }
+    }
+
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let result = match &self.state.fleet {
+            Some(f) => f.reload().await,
+            None => self.state.reloader.reload(&self.state),
+        };
+        match result {
+            Ok(report) => json_response(
+                StatusCode::OK,
+                json!({
+                    "status": "reloaded",
+                    "generation": report.generation,
+                    "changed": report.changes.to_json(),
+                    "needs_upgrade": report.needs_upgrade,
+                }),
+            ),
+            Err(errors) => AdminError::ReloadFailed(errors).response(),
+        }
     }
 
     fn ready(&self) -> Response<Vec<u8>> {
@@ -315,7 +370,12 @@ impl AdminApp {
         }
     }
 
-    fn serve(&self, endpoint: Endpoint, query: Option<&str>, body: &[u8]) -> Response<Vec<u8>> {
+    async fn serve(
+        &self,
+        endpoint: Endpoint,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
         match endpoint {
             Endpoint::Console => {
                 let mut r = response(
@@ -332,7 +392,12 @@ impl AdminApp {
             }
             Endpoint::ConsoleData => {
                 let snap = self.state.snapshots.load();
-                let doc = console::data(&snap, self.upstreams(), serde_json::Value::Null);
+                let cluster = self
+                    .state
+                    .fleet
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |f| f.view());
+                let doc = console::data(&snap, self.upstreams(), cluster);
                 json_response(StatusCode::OK, doc)
             }
             Endpoint::Health => json_response(StatusCode::OK, json!({"status": "ok"})),
@@ -343,14 +408,12 @@ impl AdminApp {
                 let snap = self.state.snapshots.load();
                 json_response(StatusCode::OK, crate::config::redacted_json(&snap.config))
             }
-            Endpoint::Reload => match self.state.reloader.reload(&self.state) {
-                Ok(report) => json_response(
-                    StatusCode::OK,
-                    json!({"status": "reloaded", "generation": report.generation, "needs_upgrade": report.needs_upgrade}),
-                ),
-                Err(errors) => AdminError::ReloadFailed(errors).response(),
+            Endpoint::Reload => self.reload().await,
+            Endpoint::Cluster => match &self.state.fleet {
+                Some(f) => json_response(StatusCode::OK, f.view()),
+                None => AdminError::NotClustered.response(),
             },
-            Endpoint::Purge => self.purge(query),
+            Endpoint::Purge => self.purge(query).await,
             Endpoint::Explain => self.explain(body),
         }
     }
@@ -419,6 +482,6 @@ impl ServeHttp for AdminApp {
             return e.response();
         }
         let query = session.req_header().uri.query().map(str::to_string);
-        self.serve(endpoint, query.as_deref(), &body)
+        self.serve(endpoint, query.as_deref(), &body).await
     }
 }

@@ -80,6 +80,40 @@ pub(super) struct FileConfig {
     pub cache: Option<CacheFile>,
     pub tracing: Option<TracingFile>,
     pub routes: Vec<RouteFile>,
+    pub cluster: Option<ClusterFile>,
+}
+
+impl FileConfig {
+    /// The keys that live in etcd in cluster mode, present in this file.
+    pub(super) fn shared_keys(&self) -> Vec<&'static str> {
+        let present = [
+            ("upstreams", !self.upstreams.is_empty()),
+            ("routes", !self.routes.is_empty()),
+            ("auth", !self.auth.is_empty()),
+            ("rate_limits", !self.rate_limits.is_empty()),
+            ("redis", self.redis.is_some()),
+            ("cache", self.cache.is_some()),
+            ("tracing", self.tracing.is_some()),
+        ];
+        present
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
+/// `cluster`: the config lives in etcd (SPEC Part 2, Cluster mode).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterFile {
+    pub etcd: Vec<String>,
+    pub prefix: String,
+    pub node_id: Text,
+    #[serde(default)]
+    pub snapshot_file: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +190,8 @@ pub(super) struct RateLimitFile {
     pub key: Option<String>,
     #[serde(default)]
     pub backend: Option<String>,
+    #[serde(default)]
+    pub sync: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +213,7 @@ pub(super) struct ServerFile {
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub grace_period: Option<Text>,
+    pub tunnel_grace_period: Option<Text>,
     pub trusted_proxies: Vec<Text>,
     pub idle_timeout: Option<Text>,
     pub tls: Option<TlsFile>,

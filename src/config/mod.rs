@@ -64,6 +64,63 @@ pub fn load_with_resolver(
     lookup: &dyn Fn(&str) -> Option<String>,
     resolve: validate::Resolve,
 ) -> Result<Config, LoadError> {
+    let (parsed, positions) = parse(text, lookup)?;
+    finish(parsed, validate::Part::Whole, &positions, base, resolve)
+}
+
+/// A cluster node's config: `doc`, the shared document from etcd (stored
+/// as written; `${VAR}` expanded here from this node's environment), under
+/// the `server`, `admin`, `logging` and `cluster` of the local file at
+/// `local`. Errors in the document carry its lines.
+pub fn load_merged(local: &Path, doc: &str) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(local).map_err(|source| LoadError::Read {
+        path: local.display().to_string(),
+        source,
+    })?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let (local_file, _) = parse(&text, &lookup)?;
+    let (doc_file, positions) = parse(doc, &lookup)?;
+    let mut errors = Vec::new();
+    for key in ["server", "admin", "logging", "cluster"] {
+        if let Some((line, column)) = positions.exact(key) {
+            errors.push(ConfigError {
+                path: key.to_string(),
+                line: Some(line),
+                column: Some(column),
+                message: format!(
+                    "`{key}` belongs to each node's local file, not to the cluster's config"
+                ),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadError::Invalid { errors });
+    }
+    let merged = file::FileConfig {
+        server: local_file.server,
+        admin: local_file.admin,
+        logging: local_file.logging,
+        cluster: local_file.cluster,
+        ..doc_file
+    };
+    let base = local
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    finish(
+        merged,
+        validate::Part::Merged,
+        &positions,
+        base,
+        validate::system_resolve,
+    )
+}
+
+/// `${VAR}` substitution and YAML: the serde surface and where each key is.
+fn parse(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(file::FileConfig, Positions), LoadError> {
     let too_deep = |(line, column): (usize, usize)| LoadError::Invalid {
         errors: vec![ConfigError {
             path: String::new(),
@@ -121,8 +178,19 @@ pub fn load_with_resolver(
             }
         })?
     };
+    Ok((parsed, positions))
+}
+
+/// Validation, with every error and warning placed at its line.
+fn finish(
+    parsed: file::FileConfig,
+    part: validate::Part,
+    positions: &Positions,
+    base: &Path,
+    resolve: validate::Resolve,
+) -> Result<Config, LoadError> {
     let mut errs = validate::Errs::new(resolve);
-    let mut config = validate::validate(parsed, base, &mut errs);
+    let mut config = validate::validate(parsed, part, base, &mut errs);
     let placed = |(path, message): (String, String)| {
         let pos = positions.find(&path);
         ConfigError {

@@ -20,9 +20,26 @@ pub struct Config {
     /// OTLP trace export; `None`: off (`traceparent` passes through).
     pub tracing: Option<TracingConfig>,
     pub routes: Vec<RouteConfig>,
+    /// Cluster mode: the shared part of the config comes from etcd.
+    pub cluster: Option<ClusterConfig>,
     /// Keys that have no effect where they are (printed by `-t` and at
     /// start, never an error).
     pub warnings: Vec<super::ConfigError>,
+}
+
+/// `cluster`: where the shared config lives and who this node is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// etcd endpoints, `http://host:port`.
+    pub etcd: Vec<String>,
+    /// The cluster's key space, `/gatehouse/prod` (no trailing `/`).
+    pub prefix: String,
+    pub node_id: String,
+    /// The last applied document, written after each apply; read at start
+    /// when etcd cannot be reached.
+    pub snapshot_file: Option<std::path::PathBuf>,
+    /// Per etcd request (connect, read, write).
+    pub timeout: Duration,
 }
 
 /// `tracing`: spans exported over OTLP/HTTP (protobuf).
@@ -55,6 +72,9 @@ pub struct ServerConfig {
     pub pid_file: String,
     pub upgrade_sock: String,
     pub grace_period: Duration,
+    /// After a `-u` handoff, how long the old process keeps upgraded
+    /// connections (WebSocket) open.
+    pub tunnel_grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub idle_timeout: Duration,
     pub tls: Option<TlsConfig>,
@@ -599,6 +619,9 @@ pub struct RateLimitConfig {
     pub per: Duration,
     pub key: LimitKey,
     pub backend: LimitBackend,
+    /// Redis backend: count locally and reconcile this often (no Redis call
+    /// on the request path); `None`: one Redis call per request.
+    pub sync: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -185,6 +185,14 @@ impl Positions {
         Ok(Positions { map: c.map })
     }
 
+    /// Position of exactly `path` (or its key), if the text has it.
+    pub(super) fn exact(&self, path: &str) -> Option<(usize, usize)> {
+        self.map
+            .get(path)
+            .or_else(|| self.map.get(&format!("{path}#key")))
+            .copied()
+    }
+
     /// Position of `path`, or of its key, or of the nearest ancestor that exists.
     pub(super) fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path.to_string();

@@ -206,6 +206,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "pid_file": s.pid_file,
             "upgrade_sock": s.upgrade_sock,
             "grace_period": format_duration(s.grace_period),
+            "tunnel_grace_period": format_duration(s.tunnel_grace_period),
             "trusted_proxies": s.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             "idle_timeout": format_duration(s.idle_timeout),
             "tls": s.tls.as_ref().map(|t| json!({
@@ -238,6 +239,7 @@ pub fn redacted_json(c: &Config) -> Value {
             "per": format_duration(l.per),
             "key": match &l.key { LimitKey::ClientIp => "client_ip".to_string(), LimitKey::Consumer => "consumer".to_string(), LimitKey::Claim(c) => format!("claim:{c}"), LimitKey::Header(h) => format!("header:{h}") },
             "backend": l.backend.name(),
+            "sync": l.sync.map(format_duration),
         }))).collect::<serde_json::Map<_, _>>(),
         "redis": c.redis.as_ref().map(|r| json!({
             "url": r.redacted_url(),
@@ -249,5 +251,9 @@ pub fn redacted_json(c: &Config) -> Value {
             "otlp": t.otlp, "service_name": t.service_name, "sample": t.sample, "timeout": format_duration(t.timeout),
         })),
         "routes": c.routes.iter().map(route).collect::<Vec<_>>(),
+        "cluster": c.cluster.as_ref().map(|k| json!({
+            "etcd": k.etcd, "prefix": k.prefix, "node_id": k.node_id,
+            "snapshot_file": k.snapshot_file, "timeout": format_duration(k.timeout),
+        })),
     })
 }

@@ -80,6 +80,26 @@ const TRACE_DROPPED: Spec = (
     "Spans dropped: the export queue was full or the collector failed",
     &[],
 );
+const CONFIG_REVISION: Spec = (
+    "gatehouse_config_revision",
+    "Cluster mode: the etcd revision of the config this node applied (0: none yet)",
+    &[],
+);
+const CLUSTER_IN_SYNC: Spec = (
+    "gatehouse_cluster_in_sync",
+    "Cluster mode: 1 when every live node applied the current revision without error",
+    &[],
+);
+const TUNNELS_OPEN: Spec = (
+    "gatehouse_tunnels_open",
+    "Upgraded connections (WebSocket) open in this process",
+    &[],
+);
+const OLD_TUNNELS: Spec = (
+    "gatehouse_upgrade_old_process_tunnels",
+    "Upgraded connections still held by the old process of a -u handoff",
+    &[],
+);
 const INFLIGHT: Spec = ("gatehouse_inflight_requests", "Requests in progress", &[]);
 const ACCESS_LOG_DROPPED: Spec = (
     "gatehouse_access_log_dropped_total",
@@ -162,6 +182,10 @@ pub const FAMILIES: &[&str] = &[
     CONNECTIONS_REJECTED.0,
     ACCESS_DENIED.0,
     FORWARD_AUTH.0,
+    CONFIG_REVISION.0,
+    CLUSTER_IN_SYNC.0,
+    TUNNELS_OPEN.0,
+    OLD_TUNNELS.0,
 ];
 
 /// 100 µs to 30 s.
@@ -191,6 +215,10 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     pub connections_open: IntGauge,
     pub connections_rejected: IntCounter,
+    pub config_revision: IntGauge,
+    pub cluster_in_sync: IntGauge,
+    pub tunnels_open: IntGauge,
+    pub old_tunnels: IntGauge,
     access_denied: IntCounterVec,
     forward_auth: IntCounterVec,
     upstream_families: [IntCounterVec; 5],
@@ -306,6 +334,10 @@ impl Metrics {
             cache_entries: gauge(&r, CACHE_ENTRIES),
             connections_open: gauge(&r, CONNECTIONS_OPEN),
             connections_rejected: counter(&r, CONNECTIONS_REJECTED),
+            config_revision: gauge(&r, CONFIG_REVISION),
+            cluster_in_sync: gauge(&r, CLUSTER_IN_SYNC),
+            tunnels_open: gauge(&r, TUNNELS_OPEN),
+            old_tunnels: gauge(&r, OLD_TUNNELS),
             access_denied: counters(&r, ACCESS_DENIED),
             forward_auth: counters(&r, FORWARD_AUTH),
             upstream_families: [

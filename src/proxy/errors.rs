@@ -40,6 +40,8 @@ pub(crate) enum GatewayError {
     CorsRejected,
     /// The client IP is outside the route's `allow_ips` or in `deny_ips` (403).
     AccessDenied,
+    /// Cluster mode before the first config was pushed to etcd (503).
+    NoConfiguration,
 }
 
 impl GatewayError {
@@ -61,7 +63,7 @@ impl GatewayError {
             MethodNotAllowed(_) => 405,
             Internal => 500,
             BadGateway => 502,
-            NoHealthyUpstream | Overloaded => 503,
+            NoHealthyUpstream | Overloaded | NoConfiguration => 503,
             UpstreamTimeout => 504,
         }
     }
@@ -91,6 +93,7 @@ impl GatewayError {
             RequestTimeout => "request-timeout",
             CorsRejected => "cors-origin-not-allowed",
             AccessDenied => "access-denied",
+            NoConfiguration => "no-configuration",
         }
     }
 
@@ -116,6 +119,10 @@ impl GatewayError {
             }
             CorsRejected => "This origin is not allowed to call this route.".into(),
             AccessDenied => "This client address may not use this route.".into(),
+            NoConfiguration => {
+                "No configuration yet: this cluster node waits for the first `gatehouse push`."
+                    .into()
+            }
             Auth(AuthDenied::Unauthorized { failure, .. }) => failure.detail().to_string(),
             Auth(AuthDenied::Forbidden { scopes }) => {
                 format!("The token lacks a required scope ({scopes}).")

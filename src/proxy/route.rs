@@ -36,6 +36,9 @@ pub(super) fn route_request(
     req: &RequestHeader,
     method: &http::Method,
 ) -> Result<Matched, GatewayError> {
+    if snap.awaiting_config() {
+        return Err(GatewayError::NoConfiguration);
+    }
     route_in(&snap.router, &snap.config.routes, req, method)
 }
 

@@ -5,6 +5,8 @@
 //! keeps that `Arc` to the end, so a reload never changes the rules under
 //! a request in flight. Reload builds a new snapshot or keeps the old one.
 
+pub(crate) mod diff;
+pub(crate) mod fleet;
 pub(crate) mod reload;
 pub(crate) mod snapshot;
 pub(crate) mod state;
@@ -56,6 +58,11 @@ impl SnapshotHandle {
             spawner,
             generation: AtomicU64::new(1),
         })
+    }
+
+    /// Where background tasks of this gateway are started.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
     }
 
     /// The snapshot for one request (one atomic reference-count increment).

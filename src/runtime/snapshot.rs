@@ -285,6 +285,15 @@ impl Snapshot {
 
     /// Why the first upstream that takes no traffic does not, if any.
     pub fn unready_reason(&self) -> Option<String> {
+        if self.awaiting_config() {
+            return Some("no configuration yet: the cluster has no config in etcd".into());
+        }
         self.upstreams.values().find_map(|p| p.unready_reason())
+    }
+
+    /// A cluster node started before anything was pushed: it has only its
+    /// local file (a pushed config always has routes).
+    pub fn awaiting_config(&self) -> bool {
+        self.config.cluster.is_some() && self.config.routes.is_empty()
     }
 }

@@ -29,6 +29,8 @@ pub struct GatewayState {
     pub tls: Option<crate::tls::Listener>,
     pub reloader: Reloader,
     pub connections: Connections,
+    /// Cluster mode (`cluster` in the local file).
+    pub fleet: Option<super::fleet::Fleet>,
 }
 
 impl GatewayState {
@@ -38,6 +40,7 @@ impl GatewayState {
         config: Config,
         spawner: Spawner,
         config_path: Option<PathBuf>,
+        fleet: Option<(super::fleet::Fleet, Option<super::reload::ClusterDoc>)>,
     ) -> Result<GatewayState, BuildError> {
         let metrics = Metrics::new();
         let access_log = AccessLog::new(&config.logging, metrics.access_log_dropped.clone());
@@ -57,8 +60,9 @@ impl GatewayState {
             metrics,
             access_log,
             tls,
-            reloader: Reloader::new(config_path),
+            reloader: Reloader::new(config_path, fleet.as_ref().and_then(|f| f.1.clone())),
             connections: Connections::default(),
+            fleet: fleet.map(|f| f.0),
         })
     }
 }

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("runtime", 3),
     ("proxy", 4),
     ("admin", 4),
+    ("cluster", 4),
     ("signals", 4),
     ("app", 5),
     ("cli", 5),

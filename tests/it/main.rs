@@ -16,6 +16,7 @@ mod auth_forward;
 mod auth_jwks;
 mod cache;
 mod cli;
+mod cluster;
 mod compress;
 mod config_auth;
 mod config_limits;

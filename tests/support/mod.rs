@@ -1,6 +1,6 @@
 //! Test harness of the one integration binary (`tests/it`): real upstream
 //! HTTP servers, real gateways, the real binary, a real `redis-server` and a
-//! real DNS server (dnsmasq),
+//! real DNS server (dnsmasq), a real etcd,
 //! all on 127.0.0.1 ephemeral ports. Nothing here is mocked.
 //!
 //! One file per concern; everything is re-exported here so a test module
@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod dns;
+pub mod etcd;
 pub mod gateway;
 pub mod http1;
 pub mod jwt;
@@ -20,6 +21,7 @@ pub mod upstream;
 
 pub use binary::*;
 pub use dns::*;
+pub use etcd::*;
 pub use gateway::*;
 pub use http1::*;
 pub use jwt::*;

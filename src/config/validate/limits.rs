@@ -47,11 +47,23 @@ fn limit(path: &KeyPath, l: &RateLimitFile, has_redis: bool, errs: &mut Errs) ->
     if backend == LimitBackend::Redis && !has_redis {
         errs.push(bpath, "`backend: redis` needs a top-level `redis` section");
     }
+    let sync = l.sync.as_ref().map(|_| {
+        let spath = path.key("sync");
+        if backend != LimitBackend::Redis {
+            errs.push(&spath, "`sync` needs `backend: redis`");
+        }
+        let d = errs.positive_duration(&spath, &l.sync, Duration::from_millis(100));
+        if d > per {
+            errs.push(&spath, "must not be longer than `per`");
+        }
+        d
+    });
     RateLimitConfig {
         requests: l.requests,
         per,
         key,
         backend,
+        sync,
     }
 }
 

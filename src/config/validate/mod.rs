@@ -6,6 +6,7 @@
 
 mod auth;
 mod basic;
+mod cluster;
 mod edge;
 mod forward;
 mod limits;
@@ -333,7 +334,35 @@ impl Errs {
     }
 }
 
-pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -> Config {
+/// Which file is being validated: a whole config, the local file of a
+/// cluster node (no shared keys, no routes), or a node's local file merged
+/// with the document from etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Whole,
+    Merged,
+}
+
+pub(super) fn validate(
+    f: FileConfig,
+    part: Part,
+    base: &std::path::Path,
+    errs: &mut Errs,
+) -> Config {
+    let cluster = f.cluster.as_ref().map(|c| cluster::cluster(c, base, errs));
+    // The local file of a cluster node: the shared keys live in etcd.
+    let local_only = cluster.is_some() && part == Part::Whole;
+    if local_only {
+        for k in f.shared_keys() {
+            errs.push(
+                KeyPath::root(k),
+                format!(
+                    "with `cluster`, `{k}` lives in etcd (pushed with `gatehouse push`), \
+                     not in the local file"
+                ),
+            );
+        }
+    }
     let server = server::server(&f.server, base, errs);
     let admin = f
         .admin
@@ -365,7 +394,7 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
     let mut routes = Vec::new();
     let mut names = HashSet::new();
     // A truncated file must not become "no routes, 404 for everything".
-    if f.routes.is_empty() {
+    if f.routes.is_empty() && !local_only {
         errs.push(
             KeyPath::root("routes"),
             "the config has no routes (an empty or truncated file?); at least one is required",
@@ -394,6 +423,7 @@ pub(super) fn validate(f: FileConfig, base: &std::path::Path, errs: &mut Errs) -
         cache,
         tracing,
         routes,
+        cluster,
         warnings: Vec::new(),
     }
 }

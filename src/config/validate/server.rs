@@ -52,6 +52,11 @@ pub(super) fn server(s: &ServerFile, base: &Path, errs: &mut Errs) -> ServerConf
             &s.grace_period,
             Duration::from_secs(30),
         ),
+        tunnel_grace_period: errs.duration(
+            &key("tunnel_grace_period"),
+            &s.tunnel_grace_period,
+            Duration::from_secs(3600),
+        ),
         trusted_proxies: trusted_proxies(s, errs),
         idle_timeout: errs.positive_duration(
             &key("idle_timeout"),
