@@ -166,7 +166,11 @@ fn providers(
 
 /// Rate limits; unchanged ones keep counting, and so does the Redis
 /// connection.
-fn limits(config: &Config, prev: Option<&Snapshot>) -> BTreeMap<String, Arc<Limit>> {
+fn limits(
+    config: &Config,
+    prev: Option<&Snapshot>,
+    bcx: &BuildCtx<'_>,
+) -> BTreeMap<String, Arc<Limit>> {
     let store = config.redis.as_ref().map(|rc| {
         prev.and_then(|p| {
             p.limits
@@ -181,10 +185,12 @@ fn limits(config: &Config, prev: Option<&Snapshot>) -> BTreeMap<String, Arc<Limi
             .and_then(|p| p.limits.get(name))
             .filter(|l| l.reusable_for(lcfg, store.as_ref()))
             .cloned();
-        limits.insert(
-            name.clone(),
-            reused.unwrap_or_else(|| Arc::new(Limit::new(name, lcfg, store.as_ref()))),
-        );
+        let limit = reused.unwrap_or_else(|| {
+            let l = Arc::new(Limit::new(name, lcfg, store.as_ref()));
+            l.spawn_sync(bcx.spawner, bcx.metrics.redis_errors.clone());
+            l
+        });
+        limits.insert(name.clone(), limit);
     }
     limits
 }
@@ -258,7 +264,7 @@ impl Snapshot {
     ) -> Result<Snapshot, BuildError> {
         let upstreams = pools(&config, prev, bcx);
         let providers = providers(&config, prev, bcx)?;
-        let limits = limits(&config, prev);
+        let limits = limits(&config, prev, bcx);
         let parts = Parts {
             upstreams: &upstreams,
             providers: &providers,

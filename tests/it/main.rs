@@ -35,6 +35,7 @@ mod observability_bin;
 mod operations;
 mod rate_limit;
 mod rate_limit_redis;
+mod rate_limit_sync;
 mod reload;
 mod resilience;
 mod routing;

@@ -1,6 +1,7 @@
 //! Rate limiting: named limits of `requests` per `per` window, counted per
 //! key, locally (`local.rs`, pingora-limits) or across every instance that
-//! shares a Redis (`redis.rs`). A route may name several limits; all must
+//! shares a Redis: exactly, one Redis call per request (`redis.rs`), or
+//! counted locally and reconciled every `sync` (`sync.rs`). A route may name several limits; all must
 //! pass, and every one of them counts the request.
 //!
 //! [`decide`] is the pure part: from each limit's count it picks the answer
@@ -9,6 +10,7 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+pub(crate) mod sync;
 
 use crate::config::{LimitBackend, LimitKey, RateLimitConfig};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ pub struct Limit {
 enum Counter {
     Local(local::LocalCounter),
     Redis(redis::RedisCounter),
+    Synced(Arc<sync::SyncedCounter>),
 }
 
 /// A limit's view of one request.
@@ -128,8 +131,11 @@ pub use self::redis::RedisStore;
 
 impl Limit {
     pub fn new(name: &str, config: &RateLimitConfig, store: Option<&Arc<RedisStore>>) -> Limit {
-        let counter = match (config.backend, store) {
-            (LimitBackend::Redis, Some(store)) => {
+        let counter = match (config.backend, store, config.sync) {
+            (LimitBackend::Redis, Some(store), Some(_)) => Counter::Synced(Arc::new(
+                sync::SyncedCounter::new(store.clone(), name, config.per),
+            )),
+            (LimitBackend::Redis, Some(store), None) => {
                 Counter::Redis(redis::RedisCounter::new(store.clone(), name, config.per))
             }
             _ => Counter::Local(local::LocalCounter::new(config.per)),
@@ -146,15 +152,23 @@ impl Limit {
         self.config == *config
             && match (&self.counter, store) {
                 (Counter::Local(_), _) => true,
-                (Counter::Redis(c), Some(s)) => Arc::ptr_eq(&c.store, s),
-                (Counter::Redis(_), None) => false,
+                (_, Some(s)) => self.redis_store().is_some_and(|c| Arc::ptr_eq(c, s)),
+                (_, None) => false,
             }
     }
 
     pub fn redis_store(&self) -> Option<&Arc<RedisStore>> {
         match &self.counter {
             Counter::Redis(c) => Some(&c.store),
+            Counter::Synced(c) => Some(&c.store),
             Counter::Local(_) => None,
+        }
+    }
+
+    /// With `sync`: starts the reconcile task, which ends with the limit.
+    pub fn spawn_sync(&self, spawner: &crate::tasks::Spawner, errors: prometheus::IntCounter) {
+        if let (Counter::Synced(c), Some(every)) = (&self.counter, self.config.sync) {
+            spawner.spawn(sync::run(Arc::downgrade(c), every, errors));
         }
     }
 }
@@ -185,6 +199,12 @@ pub async fn check(
                     on_redis_error(&c.store, &e);
                     unavailable |= c.store.deny_on_error();
                 }
+            },
+            // Redis unreachable at the last sync: `allow` keeps the local
+            // count, `deny` refuses (the sync task counts the error).
+            Counter::Synced(c) => match c.observe(&key) {
+                (_, _, false) if c.store.deny_on_error() => unavailable = true,
+                (count, reset, _) => states.push(LimitState::new(l, count, reset)),
             },
         }
     }

@@ -52,7 +52,7 @@ impl RedisStore {
         self.config.on_error == RedisOnError::Deny
     }
 
-    fn connection(&self) -> Result<ConnectionManager, String> {
+    pub(crate) fn connection(&self) -> Result<ConnectionManager, String> {
         if let Some(c) = self.conn.get() {
             return Ok(c.clone());
         }
