@@ -25,6 +25,8 @@ pub struct StartOptions {
     pub upgrade: bool,
     /// The file the config came from; enables reload.
     pub config_path: Option<std::path::PathBuf>,
+    /// Run with the process signals (the binary): SIGQUIT may hold tunnels.
+    pub signals: bool,
     /// Cluster mode: the document from etcd (or the snapshot file) that
     /// `config` was merged with; `None` before the first push.
     pub cluster_doc: Option<crate::runtime::reload::ClusterDoc>,
@@ -49,7 +51,14 @@ fn server_conf(config: &Config, opts: &StartOptions) -> ServerConf {
         daemon: opts.daemon,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
-        grace_period_seconds: Some(s.grace_period.as_secs()),
+        // With the process signals, `signals` ends the drain itself (at
+        // `grace_period` for SIGTERM, up to `tunnel_grace_period` for the
+        // tunnels of a SIGQUIT handoff); Pingora's own bound is the longer.
+        grace_period_seconds: Some(if opts.signals {
+            s.grace_period.max(s.tunnel_grace_period).as_secs() + 1
+        } else {
+            s.grace_period.as_secs()
+        }),
         graceful_shutdown_timeout_seconds: Some(1),
         max_retries: max_retries.max(16),
         ca_file: s.upstream_ca.clone(),

@@ -212,6 +212,7 @@ pub fn main() -> i32 {
         upgrade: args.upgrade,
         config_path: Some(config_path),
         cluster_doc: doc,
+        signals: true,
     };
     match app::build(cfg, opts) {
         Ok(app) => {

@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `SIGHUP` | reload the config file (as `POST /reload`) |
 //! | `SIGUSR1` | reopen the access-log file (logrotate) |
-//! | `SIGQUIT` | hand the listeners to a new process (`-u`), drain, exit 0 |
-//! | `SIGTERM` | stop accepting, drain, exit 0 |
+//! | `SIGQUIT` | hand the listeners to a new process (`-u`), drain requests within `grace_period` and tunnels within `tunnel_grace_period`, exit 0 |
+//! | `SIGTERM` | stop accepting, drain everything within `grace_period`, exit 0 |
 //! | `SIGINT` | exit now |
 //!
 //! Pingora sleeps the whole grace period after SIGTERM/SIGQUIT even when
@@ -16,7 +16,7 @@ use crate::runtime::GatewayState;
 use async_trait::async_trait;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
@@ -50,8 +50,9 @@ impl Signals {
         }
     }
 
-    /// Exits 0 once the grace period has started and nothing is in flight.
-    fn spawn_drain_watcher(&self) {
+    /// Exits 0 once the grace period has started and nothing is in flight,
+    /// or when the deadline of `drain` runs out.
+    fn spawn_drain_watcher(&self, drain: Drain) {
         let Some(mut phases) = self.phases.lock().ok().and_then(|mut p| p.take()) else {
             return;
         };
@@ -66,24 +67,77 @@ impl Signals {
             }
             // Let connections between requests notice the shutdown.
             std::thread::sleep(Duration::from_millis(100));
-            // Requests in flight, and connections whose next (or first) head
-            // is still arriving: a connection accepted just before the
-            // listeners closed is served too. Pingora's grace period bounds it.
-            let busy = |s: &GatewayState| {
-                s.metrics.inflight.get() > 0
-                    || s.connections
-                        .awaiting_head
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        > 0
-            };
-            while busy(&state) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            log::info!("all requests drained, exiting");
+            let why = drain_until_done(&state, drain);
+            log::info!("{why}, exiting");
             state.access_log.flush();
             std::process::exit(0);
         });
     }
+}
+
+/// How a shutdown drains.
+#[derive(Clone, Copy, PartialEq)]
+enum Drain {
+    /// SIGTERM: everything, tunnels included, within `grace_period`.
+    Terminate,
+    /// SIGQUIT (`-u` handoff): requests within `grace_period`, upgraded
+    /// connections (WebSocket) within `tunnel_grace_period`.
+    Upgrade,
+}
+
+/// Waits until nothing is in flight or the deadline passes; says which.
+/// Requests in flight and connections whose next (or first) head is still
+/// arriving count: a connection accepted just before the listeners closed is
+/// served too.
+fn drain_until_done(state: &GatewayState, drain: Drain) -> String {
+    use std::sync::atomic::Ordering::Acquire;
+    let server = state.snapshots.load().config.server.clone();
+    let file = crate::runtime::handoff::tunnels_file(&server.upgrade_sock);
+    let start = Instant::now();
+    let mut last_report: Option<Instant> = None;
+    let mut announced = false;
+    let m = &state.metrics;
+    let result = loop {
+        let tunnels = m.tunnels_open.get();
+        let requests = m.inflight.get() - tunnels;
+        let heads = state.connections.awaiting_head.load(Acquire);
+        let elapsed = start.elapsed();
+        if requests <= 0 && heads == 0 && tunnels <= 0 {
+            break if drain == Drain::Upgrade && elapsed >= server.grace_period {
+                format!("the last tunnel closed after {} s", elapsed.as_secs())
+            } else {
+                "all requests drained".to_string()
+            };
+        }
+        let deadline = match drain {
+            Drain::Terminate => server.grace_period,
+            Drain::Upgrade if tunnels > 0 => server.tunnel_grace_period,
+            Drain::Upgrade => server.grace_period,
+        };
+        if elapsed >= deadline {
+            break format!(
+                "{} s passed: closing {requests} request(s) and {tunnels} tunnel(s) still open",
+                deadline.as_secs()
+            );
+        }
+        let report_due = last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if drain == Drain::Upgrade && tunnels > 0 && report_due {
+            crate::runtime::handoff::write_old_tunnels(&file, tunnels);
+            if !announced && requests <= 0 {
+                announced = true;
+                log::info!(
+                    "requests drained; holding {tunnels} tunnel(s) for up to {} s",
+                    server.tunnel_grace_period.as_secs()
+                );
+            }
+            last_report = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if drain == Drain::Upgrade {
+        let _ = std::fs::remove_file(&file);
+    }
+    result
 }
 
 #[async_trait]
@@ -108,11 +162,11 @@ impl ShutdownSignalWatch for Signals {
                     self.state.access_log.reopen();
                 }
                 _ = quit.recv() => {
-                    self.spawn_drain_watcher();
+                    self.spawn_drain_watcher(Drain::Upgrade);
                     return ShutdownSignal::GracefulUpgrade;
                 }
                 _ = term.recv() => {
-                    self.spawn_drain_watcher();
+                    self.spawn_drain_watcher(Drain::Terminate);
                     return ShutdownSignal::GracefulTerminate;
                 }
                 _ = int.recv() => return ShutdownSignal::FastShutdown,

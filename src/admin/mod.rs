@@ -325,6 +325,9 @@ impl AdminApp {
         }
         let store = self.state.cache.store;
         m.cache_bytes.set(store.used_bytes() as i64);
+        let handoff = crate::runtime::handoff::tunnels_file(&snap.config.server.upgrade_sock);
+        m.old_tunnels
+            .set(crate::runtime::handoff::read_old_tunnels(&handoff));
         m.cache_entries.set(store.len() as i64);
         response(
             StatusCode::OK,

@@ -17,8 +17,8 @@ use prometheus::IntGauge;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Keeps `gatehouse_inflight_requests` right even if a request's future is
-/// dropped before `logging` runs.
+/// Keeps a gauge (`gatehouse_inflight_requests`, `gatehouse_tunnels_open`)
+/// right even if a request's future is dropped before `logging` runs.
 pub(crate) struct InflightGuard(pub IntGauge);
 
 impl Drop for InflightGuard {
@@ -52,6 +52,9 @@ pub(crate) struct RequestCtx {
     /// An error gatehouse decided itself, rendered by `fail_to_proxy`.
     pub error: Option<GatewayError>,
     pub inflight: Option<InflightGuard>,
+    /// An upgraded connection (101): counted in `gatehouse_tunnels_open`
+    /// until the tunnel closes.
+    pub tunnel: Option<InflightGuard>,
     /// Spans of a traced request (`trace.rs`).
     pub trace: Option<Box<crate::observability::tracing::TraceCtx>>,
 }
@@ -74,6 +77,7 @@ impl Default for RequestCtx {
             body_bytes: 0,
             error: None,
             inflight: None,
+            tunnel: None,
             trace: None,
         }
     }

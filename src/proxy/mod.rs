@@ -304,6 +304,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut Box<RequestCtx>,
     ) -> Result<()> {
         select::response_head(session, ctx, resp)?;
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            let tunnels = &self.state.metrics.tunnels_open;
+            tunnels.inc();
+            ctx.tunnel = Some(InflightGuard(tunnels.clone()));
+        }
         if let Some(slot) = &mut ctx.compress {
             let route = ctx.snapshot.as_ref().zip(ctx.matched.as_ref());
             if let Some(cfg) = route.and_then(|(s, m)| s.routes[m.route].compress.as_ref()) {

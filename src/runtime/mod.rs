@@ -7,6 +7,7 @@
 
 pub(crate) mod diff;
 pub(crate) mod fleet;
+pub(crate) mod handoff;
 pub(crate) mod reload;
 pub(crate) mod snapshot;
 pub(crate) mod state;

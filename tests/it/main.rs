@@ -26,6 +26,7 @@ mod dashboard;
 mod dns;
 mod edge_limits;
 mod explain;
+mod handoff_reload;
 mod hardening;
 mod layering;
 mod mtls;
