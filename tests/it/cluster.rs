@@ -7,10 +7,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Three (or more) nodes of one cluster, each with its own local file.
-struct Fleet {
+pub(crate) struct Fleet {
     endpoint: String,
     prefix: String,
-    nodes: Vec<Binary>,
+    pub nodes: Vec<Binary>,
     _etcd: Option<Etcd>,
 }
 
@@ -43,7 +43,7 @@ fn node(endpoint: &str, prefix: &str, id: &str) -> Binary {
 }
 
 impl Fleet {
-    fn start(test: &str, n: usize, etcd: Option<Etcd>) -> Fleet {
+    pub(crate) fn start(test: &str, n: usize, etcd: Option<Etcd>) -> Fleet {
         let (endpoint, guard) = match etcd {
             Some(e) => (e.endpoint(), Some(e)),
             None => shared_etcd(),
@@ -72,7 +72,7 @@ impl Fleet {
     }
 
     /// Writes `doc` next to node 0's local file and pushes it; the revision.
-    fn push(&self, doc: &str) -> u64 {
+    pub(crate) fn push(&self, doc: &str) -> u64 {
         let out = self.try_push(doc, &[]);
         assert!(out.status.success(), "push failed: {}", text(&out.stderr));
         revision_of(&out)
@@ -98,7 +98,7 @@ impl Fleet {
     }
 
     /// Waits until every node answers `path` with `status`; how long it took.
-    fn converge(&self, path: &str, status: u16, limit: Duration) -> Duration {
+    pub(crate) fn converge(&self, path: &str, status: u16, limit: Duration) -> Duration {
         let start = Instant::now();
         for (i, n) in self.nodes.iter().enumerate() {
             assert!(
@@ -123,7 +123,7 @@ fn revision_of(out: &Output) -> u64 {
         .unwrap_or_else(|| panic!("unexpected push output: {s}"))
 }
 
-fn doc(up: &Upstream, route: &str) -> String {
+pub(crate) fn doc(up: &Upstream, route: &str) -> String {
     format!(
         "upstreams:\n  svc: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: {route}, match: {{ path_prefix: /{route} }}, upstream: svc }}\n",
         up.addr
@@ -490,4 +490,34 @@ fn a_stopped_node_leaves_the_cluster_view_when_its_lease_expires() {
         gone.elapsed().as_millis()
     );
     assert_eq!(fleet.cluster_view(0)["in_sync"], true);
+}
+
+#[test]
+fn a_local_change_that_needs_an_upgrade_is_reported_and_reload_rereads_etcd() {
+    let up = Upstream::start("svc");
+    let fleet = Fleet::start("needs-upgrade", 2, None);
+    let rev = fleet.push(&doc(&up, "a"));
+    fleet.converge("/a/x", 200, Duration::from_secs(2));
+    // SIGHUP with a local file whose listener threads changed: the node
+    // keeps serving and says it needs `-u`.
+    let n0 = &fleet.nodes[0];
+    let local = std::fs::read_to_string(&n0.config).unwrap();
+    std::fs::write(&n0.config, local.replace("threads: 1", "threads: 2")).unwrap();
+    n0.signal(SIGHUP);
+    assert!(eventually(Duration::from_secs(3), || {
+        let v = fleet.cluster_view(1);
+        v["nodes"].as_array().unwrap().iter().any(|n| n["node_id"] == "node-0" && n["needs_upgrade"] == true)
+    }), "{}", fleet.cluster_view(1));
+    assert_eq!(get_raw(n0.addr, "/a/x", "").status, 200);
+    // POST /reload re-reads etcd: a revision written behind gatehouse's back
+    // (the watch applies it too; the answer names what changed).
+    let text = doc(&up, "b");
+    let key = format!("{}/config", fleet.prefix);
+    with_etcd(&fleet.endpoint, async |c| {
+        c.put(key, text, None).await.unwrap();
+    });
+    let r: serde_json::Value = client().post(fleet.nodes[1].admin_url("/reload")).send().unwrap().json().unwrap();
+    assert_eq!(r["status"], "reloaded", "{r}");
+    fleet.converge("/b/x", 200, Duration::from_secs(2));
+    assert!(fleet.cluster_view(1)["revision"].as_u64().unwrap() > rev);
 }

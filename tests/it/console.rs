@@ -197,3 +197,29 @@ routes:
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
 }
+
+#[test]
+fn the_console_shows_the_cluster_view() {
+    use crate::cluster::{doc, Fleet};
+    let up = Upstream::start("svc");
+    let fleet = Fleet::start("console", 2, None);
+    let rev = fleet.push(&doc(&up, "a"));
+    fleet.converge("/a/x", 200, Duration::from_secs(2));
+    let browser = browser();
+    let tab = browser.new_tab().unwrap();
+    tab.navigate_to(&fleet.nodes[0].admin_url("/"))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    tab.wait_for_element("tr[data-node='node-1']").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || text_of(&tab, "#cluster-summary")
+            .contains(&format!("in sync · revision {rev}"))),
+        "{}",
+        text_of(&tab, "#cluster-summary")
+    );
+    let nodes = text_of(&tab, "#cluster");
+    assert!(nodes.contains("node-0 (this node)") && nodes.contains("node-1"), "{nodes}");
+    assert!(nodes.contains("applied"), "{nodes}");
+    save(&tab, "console-cluster.png");
+}
