@@ -41,6 +41,7 @@ UP_PORTS = [18081, 18082, 18083]
 PROXY_PORT = 18080
 ADMIN_PORT = 18090
 OTLP_PORT = 18091
+REDIS_PORT = 18092
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 ROUTES = [("users", "/api/users", 18081), ("products", "/api/products", 18082), ("orders", "/api/orders", 18083)]
 
@@ -189,7 +190,9 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False, limit=100_000_
     # "observed": routing only, with metrics and the access log.
     # "policies-traced0" / "-traced1": policies with `tracing` configured,
     # sample 0 (nothing traced) or 1 (every request, to otlp_sink.py).
-    if variant in ("policies", "observed") or variant.startswith("policies-traced"):
+    # "policies-redis" / "policies-redis-sync": policies with the per-sub
+    # limit in Redis, exact (one call per request) or synced every 100 ms.
+    if variant in ("policies", "observed") or variant.startswith("policies-"):
         lines += [f'  access_log: "{work}/access.log"', "  format: json"]
         lines += [f'admin: {{ listen: "127.0.0.1:{ADMIN_PORT}" }}']
     else:
@@ -197,7 +200,11 @@ def gatehouse_conf(work, variant, threads=1, work_stealing=False, limit=100_000_
     if variant.startswith("policies"):
         lines += ["auth:", f'  jwt: {{ type: jwt, algorithms: [HS256], secret: "{SECRET}",'
                   " forward_claims: { sub: X-User-Id } }"]
-        lines += ["rate_limits:", f"  per_sub: {{ requests: {limit}, per: 1m, key: 'claim:sub' }}"]
+        backend = ""
+        if variant.startswith("policies-redis"):
+            lines += [f'redis: {{ url: "redis://127.0.0.1:{REDIS_PORT}", timeout: 100ms }}']
+            backend = ", backend: redis" + (", sync: 100ms" if variant.endswith("-sync") else "")
+        lines += ["rate_limits:", f"  per_sub: {{ requests: {limit}, per: 1m, key: 'claim:sub'{backend} }}"]
     # "retry": every resilience key of an upstream configured but not
     # triggered (retries on resets/timeouts/statuses with their budget,
     # max_inflight, passive health); "split": orders split 50/50 between two
@@ -337,14 +344,20 @@ def main():
                  "cache": "/api/products/42", "routes10k": "/api/orders/7",
                  "retry": "/api/orders/7", "split": "/api/orders/7",
                  "haproxy": "/api/orders/7", "haproxy-policies": "/api/orders/7",
-                 "policies-traced0": "/api/orders/7", "policies-traced1": "/api/orders/7"}
+                 "policies-traced0": "/api/orders/7", "policies-traced1": "/api/orders/7",
+                 "policies-redis": "/api/orders/7", "policies-redis-sync": "/api/orders/7"}
         auth = [f"Authorization: Bearer {tok}"]
         headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth,
-                   "policies-traced0": auth, "policies-traced1": auth}
+                   "policies-traced0": auth, "policies-traced1": auth,
+                   "policies-redis": auth, "policies-redis-sync": auth}
         if any(t.split("@")[0] == "policies-traced1" for t in targets):
             # The collector shares CPU 0 with wrk, off the proxy's CPU.
             procs.append(Proc("otlp sink", [sys.executable, os.path.join(ROOT, "benches", "load", "otlp_sink.py"),
                                             str(OTLP_PORT)], "0", OTLP_PORT))
+        if any(t.split("@")[0].startswith("policies-redis") for t in targets):
+            # Redis shares CPU 0 with wrk, off the proxy's CPU.
+            procs.append(Proc("redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+                                        "--save", "", "--appendonly", "no"], "0", REDIS_PORT))
         results = {t: [] for t in targets}
 
         def base(t):

@@ -504,10 +504,18 @@ fn a_local_change_that_needs_an_upgrade_is_reported_and_reload_rereads_etcd() {
     let local = std::fs::read_to_string(&n0.config).unwrap();
     std::fs::write(&n0.config, local.replace("threads: 1", "threads: 2")).unwrap();
     n0.signal(SIGHUP);
-    assert!(eventually(Duration::from_secs(3), || {
-        let v = fleet.cluster_view(1);
-        v["nodes"].as_array().unwrap().iter().any(|n| n["node_id"] == "node-0" && n["needs_upgrade"] == true)
-    }), "{}", fleet.cluster_view(1));
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let v = fleet.cluster_view(1);
+            v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["node_id"] == "node-0" && n["needs_upgrade"] == true)
+        }),
+        "{}",
+        fleet.cluster_view(1)
+    );
     assert_eq!(get_raw(n0.addr, "/a/x", "").status, 200);
     // POST /reload re-reads etcd: a revision written behind gatehouse's back
     // (the watch applies it too; the answer names what changed).
@@ -516,7 +524,12 @@ fn a_local_change_that_needs_an_upgrade_is_reported_and_reload_rereads_etcd() {
     with_etcd(&fleet.endpoint, async |c| {
         c.put(key, text, None).await.unwrap();
     });
-    let r: serde_json::Value = client().post(fleet.nodes[1].admin_url("/reload")).send().unwrap().json().unwrap();
+    let r: serde_json::Value = client()
+        .post(fleet.nodes[1].admin_url("/reload"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(r["status"], "reloaded", "{r}");
     fleet.converge("/b/x", 200, Duration::from_secs(2));
     assert!(fleet.cluster_view(1)["revision"].as_u64().unwrap() > rev);

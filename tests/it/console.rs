@@ -219,7 +219,10 @@ fn the_console_shows_the_cluster_view() {
         text_of(&tab, "#cluster-summary")
     );
     let nodes = text_of(&tab, "#cluster");
-    assert!(nodes.contains("node-0 (this node)") && nodes.contains("node-1"), "{nodes}");
+    assert!(
+        nodes.contains("node-0 (this node)") && nodes.contains("node-1"),
+        "{nodes}"
+    );
     assert!(nodes.contains("applied"), "{nodes}");
     save(&tab, "console-cluster.png");
 }
