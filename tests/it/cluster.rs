@@ -221,7 +221,9 @@ fn an_invalid_push_is_refused_before_anything_is_written() {
     let out = fleet.try_push(&format!("server: {{ threads: 1 }}\n{}", doc(&up, "a")), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("`server` belongs to each node's local file"));
-    let v = fleet.cluster_view(0);
+    // Nothing was written: etcd still holds the first revision.
+    let out = fleet.cli(&["cluster", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revision"], rev);
     // The local file of a node may not carry the shared keys.
     let local = std::fs::read_to_string(&fleet.nodes[0].config).unwrap();
@@ -332,7 +334,10 @@ fn of_concurrent_pushes_on_one_revision_exactly_one_wins() {
     for o in outs.iter().filter(|o| !o.status.success()) {
         assert!(text(&o.stderr).contains("conflict"), "{}", text(&o.stderr));
     }
-    assert_eq!(fleet.cluster_view(0)["revision"], revision_of(won[0]));
+    let won = revision_of(won[0]);
+    assert!(eventually(Duration::from_secs(2), || fleet.cluster_view(0)
+        ["revision"]
+        == won));
 }
 
 #[test]

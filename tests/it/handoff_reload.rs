@@ -5,7 +5,7 @@
 use crate::support::*;
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn ws_config(up: &Upstream) -> String {
@@ -82,14 +82,7 @@ fn a_websocket_outlives_grace_period_across_an_upgrade_and_the_old_process_then_
         1.0
     );
     b.signal(SIGQUIT);
-    let mut new = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("-c")
-        .arg(&b.config)
-        .arg("-u")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut new = spawn_successor(&b.config);
     // The new process serves new requests.
     assert!(eventually(Duration::from_secs(10), || {
         get_raw(b.addr, "/api/x", "").status == 200

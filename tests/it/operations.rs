@@ -44,14 +44,7 @@ fn upgrades_under_load(rounds: usize, keepalive: usize, fresh: usize) {
         let before = load.ok();
         // The systemd order: ask the old process to hand over, start the new one.
         send_signal(old.id(), SIGQUIT);
-        let new = bin()
-            .arg("-c")
-            .arg(&b.config)
-            .arg("-u")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let new = spawn_successor(&b.config);
         let status = wait_exit(&mut old, Duration::from_secs(30))
             .unwrap_or_else(|| panic!("round {round}: old did not exit"));
         assert!(

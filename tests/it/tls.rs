@@ -292,14 +292,7 @@ fn an_upgrade_serves_the_certificate_on_disk_without_closing_the_listener() {
     let second = mint_pki("after");
     write_pki(dir.path(), &second);
     old.signal(SIGQUIT);
-    let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .arg("-c")
-        .arg(&old.config)
-        .arg("-u")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut new = spawn_successor(&old.config);
     assert!(old
         .wait(Duration::from_secs(30))
         .is_some_and(|s| s.success()));

@@ -50,6 +50,18 @@ pub fn spawn_binary(yaml: &str, setup: impl FnOnce(&mut std::process::Command)) 
     }
 }
 
+/// `gatehouse -c CONFIG -u`: the new process of a zero-downtime upgrade.
+pub fn spawn_successor(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("-c")
+        .arg(config)
+        .arg("-u")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 impl Binary {
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()

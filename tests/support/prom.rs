@@ -60,8 +60,13 @@ pub fn parse_metrics(text: &str) -> Vec<Sample> {
 
 /// Scrapes the gateway's `/metrics`.
 pub fn scrape(gw: &Gateway) -> Vec<Sample> {
+    scrape_at(gw.admin.expect("no admin listener configured"))
+}
+
+/// Scrapes `/metrics` of the admin listener at `admin` (a real binary's too).
+pub fn scrape_at(admin: std::net::SocketAddr) -> Vec<Sample> {
     let text = client()
-        .get(gw.admin_url("/metrics"))
+        .get(format!("http://{admin}/metrics"))
         .send()
         .unwrap()
         .text()
