@@ -177,7 +177,13 @@ pub fn main() -> i32 {
         json,
     }) = &args.command
     {
-        return explain(&cfg, request, headers, *json);
+        return match crate::cluster::boot::offline(cfg, &args.conf) {
+            Ok(cfg) => explain(&cfg, request, headers, *json),
+            Err(e) => {
+                eprintln!("explain: {e}");
+                1
+            }
+        };
     }
     if let Some(code) = args
         .command

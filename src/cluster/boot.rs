@@ -35,6 +35,31 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<ClusterDoc, String> {
     })
 }
 
+/// The config `explain` reads, without touching the network: outside
+/// cluster mode the file itself; in cluster mode the local file merged with
+/// the document this node last applied (`snapshot_file`).
+pub(crate) fn offline(local: Config, local_path: &Path) -> Result<Config, String> {
+    let Some(c) = &local.cluster else {
+        return Ok(local);
+    };
+    let Some(file) = &c.snapshot_file else {
+        return Err(
+            "in cluster mode explain reads `cluster.snapshot_file`, which is not set; \
+             ask a running node instead: POST /explain on its admin listener"
+                .into(),
+        );
+    };
+    let doc = read_snapshot(file)?;
+    config::load_merged(local_path, &doc.text).map_err(|e| {
+        format!(
+            "the snapshot file {} (revision {}) does not validate: {}",
+            file.display(),
+            doc.revision,
+            e.errors().join("; ")
+        )
+    })
+}
+
 /// What a node starts with.
 pub(crate) struct Start {
     pub config: Config,
