@@ -41,6 +41,9 @@ pub fn spawn_binary(yaml: &str, setup: impl FnOnce(&mut std::process::Command)) 
     let child = cmd.spawn().unwrap();
     let addr = loopback(port);
     wait_listening(addr);
+    if yaml.contains("{admin}") {
+        wait_listening(loopback(admin_port));
+    }
     Binary {
         child,
         addr,

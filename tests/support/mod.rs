@@ -37,17 +37,16 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// A port nobody in this process was handed before (the OS picks it).
+/// A free port nobody in this process was handed before. Ports come from
+/// 10000-31999, below the kernel's ephemeral range (32768-60999): a port the
+/// OS picked for `bind(0)` is released before the test binds it again, and
+/// in that window any process's outgoing connection could take it.
 pub fn free_port() -> u16 {
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let given = GIVEN.get_or_init(Default::default);
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if given.lock().unwrap().insert(port) {
+        let port = fastrand::u16(10_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && given.lock().unwrap().insert(port) {
             return port;
         }
     }
