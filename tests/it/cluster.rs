@@ -168,14 +168,7 @@ fn before_the_first_push_nodes_answer_503_then_every_node_serves_the_push() {
         assert_eq!(n["last_error"], serde_json::Value::Null);
         assert_eq!(n["sha256"].as_str().unwrap().len(), 64);
     }
-    let m = parse_metrics(
-        &client()
-            .get(fleet.nodes[1].admin_url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    );
+    let m = scrape_at(fleet.nodes[1].admin);
     assert_eq!(metric(&m, "gatehouse_config_revision", &[]), rev as f64);
     assert_eq!(metric(&m, "gatehouse_cluster_in_sync", &[]), 1.0);
 
@@ -296,14 +289,7 @@ fn a_node_that_cannot_apply_a_revision_keeps_its_config_and_says_why() {
     // Node 2 still serves the revision it had.
     assert_eq!(get_raw(fleet.nodes[2].addr, "/a/x", "").status, 200);
     assert_eq!(get_raw(fleet.nodes[2].addr, "/b/x", "").status, 404);
-    let m = parse_metrics(
-        &client()
-            .get(fleet.nodes[0].admin_url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap(),
-    );
+    let m = scrape_at(fleet.nodes[0].admin);
     assert_eq!(metric(&m, "gatehouse_cluster_in_sync", &[]), 0.0);
 }
 

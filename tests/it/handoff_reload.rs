@@ -50,14 +50,8 @@ fn ws_echo(s: &mut TcpStream) -> bool {
 }
 
 fn old_tunnels(admin: std::net::SocketAddr) -> f64 {
-    let text = client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
     metric(
-        &parse_metrics(&text),
+        &scrape_at(admin),
         "gatehouse_upgrade_old_process_tunnels",
         &[],
     )
@@ -71,14 +65,8 @@ fn a_websocket_outlives_grace_period_across_an_upgrade_and_the_old_process_then_
     });
     let mut ws = ws_open(b.addr);
     assert!(ws_echo(&mut ws));
-    let text = client()
-        .get(b.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
     assert_eq!(
-        metric(&parse_metrics(&text), "gatehouse_tunnels_open", &[]),
+        metric(&scrape_at(b.admin), "gatehouse_tunnels_open", &[]),
         1.0
     );
     b.signal(SIGQUIT);
