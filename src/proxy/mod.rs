@@ -387,7 +387,12 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         };
-        if session.response_written().is_none() {
+        if session.response_written().is_some() {
+            // The head (and maybe some body) may still sit in the client
+            // stream's write buffer: send it, then close, so the client sees
+            // a response cut short rather than no response at all.
+            session.as_downstream_mut().shutdown().await;
+        } else {
             if ctx.request_id.is_empty() {
                 ctx.request_id = crate::http::new_request_id();
             }

@@ -225,7 +225,12 @@ impl<S: IO> AsyncWrite for Rejects<S> {
 
 #[async_trait]
 impl<S: IO> Shutdown for Rejects<S> {
+    /// Coalesced bytes go out first (bounded: a stalled client does not
+    /// hold the shutdown), so a response cut by its upstream still delivers
+    /// the head and body bytes it had.
     async fn shutdown(&mut self) {
+        let flush = tokio::io::AsyncWriteExt::flush(self);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), flush).await;
         self.inner.shutdown().await
     }
 }

@@ -406,6 +406,9 @@ fn nothing_is_retried_once_the_response_has_started() {
             let mut w = conn;
             let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
             let _ = w.flush();
+            // The head and the first bytes travel alone (a slow upstream):
+            // the client must still get them when the reset comes.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             // Dropped here: a reset halfway through the body.
         }
     });
