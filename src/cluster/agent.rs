@@ -7,7 +7,6 @@
 //! node keeps serving what it applied.
 
 use super::{boot, connect, read_config, read_nodes, sha256, timed, Keys, NODE_TTL_SECS};
-use crate::config::ClusterConfig;
 use crate::runtime::fleet::{in_sync, Command, Fleet, NodeRecord, Purge};
 use crate::runtime::reload::{ClusterDoc, ReloadReport};
 use crate::runtime::GatewayState;
@@ -31,16 +30,14 @@ enum Ended {
 }
 
 /// Runs until the gateway is dropped (or the task service stops).
-pub(crate) async fn run(state: Weak<GatewayState>, mut commands: UnboundedReceiver<Command>) {
-    let Some(c) = state
-        .upgrade()
-        .and_then(|s| s.fleet.as_ref().map(|f| f.config.clone()))
-    else {
-        return;
-    };
+async fn run(
+    state: Weak<GatewayState>,
+    fleet: Arc<Fleet>,
+    mut commands: UnboundedReceiver<Command>,
+) {
     let mut wait = Duration::from_millis(100);
     loop {
-        let ended = match Session::open(&c, &state).await {
+        let ended = match Session::open(&fleet, &state).await {
             Ok(mut s) => s.serve(&state, &mut commands).await,
             Err(e) => Ended::Lost(e),
         };
@@ -53,13 +50,12 @@ pub(crate) async fn run(state: Weak<GatewayState>, mut commands: UnboundedReceiv
             }
             Ended::Lost(why) => why,
         };
-        let Some(st) = state.upgrade() else { return };
-        if let Some(f) = &st.fleet {
-            if f.update(|s| s.etcd_error.replace(why.clone())).is_none() {
-                log::warn!("cluster: etcd unreachable ({why}); serving the applied config");
-            }
+        if fleet
+            .update(|s| s.etcd_error.replace(why.clone()))
+            .is_none()
+        {
+            log::warn!("cluster: etcd unreachable ({why}); serving the applied config");
         }
-        drop(st);
         // Offline: commands are answered from what this node has.
         let sleep = tokio::time::sleep(wait);
         tokio::pin!(sleep);
@@ -67,7 +63,7 @@ pub(crate) async fn run(state: Weak<GatewayState>, mut commands: UnboundedReceiv
             tokio::select! {
                 _ = &mut sleep => break,
                 cmd = commands.recv() => match (cmd, state.upgrade()) {
-                    (Some(cmd), Some(st)) => offline(&st, cmd),
+                    (Some(cmd), Some(st)) => offline(&st, &fleet, cmd),
                     _ => return,
                 },
             }
@@ -77,11 +73,11 @@ pub(crate) async fn run(state: Weak<GatewayState>, mut commands: UnboundedReceiv
 }
 
 /// A command while etcd is unreachable.
-fn offline(st: &GatewayState, cmd: Command) {
+fn offline(st: &GatewayState, f: &Fleet, cmd: Command) {
     match cmd {
         Command::Reload(reply) => {
             let r = st.reloader.reload(st);
-            if let (Ok(report), Some(f)) = (&r, &st.fleet) {
+            if let Ok(report) = &r {
                 note_upgrade(f, report);
             }
             let _ = reply.send(r);
@@ -166,7 +162,7 @@ fn publish(st: &GatewayState, f: &Fleet) {
 
 /// One connection to etcd with this node's lease.
 struct Session {
-    c: ClusterConfig,
+    fleet: Arc<Fleet>,
     client: Client,
     lease: i64,
     keeper: etcd_client::LeaseKeeper,
@@ -174,53 +170,52 @@ struct Session {
 }
 
 impl Session {
-    async fn open(c: &ClusterConfig, state: &Weak<GatewayState>) -> Result<Session, String> {
+    async fn open(fleet: &Arc<Fleet>, state: &Weak<GatewayState>) -> Result<Session, String> {
+        let c = &fleet.config;
         let mut client = connect(c).await?;
         let lease = timed(c.timeout, client.lease_grant(NODE_TTL_SECS, None))
             .await?
             .id();
         let (keeper, acks) = timed(c.timeout, client.lease_keep_alive(lease)).await?;
-        let s = Session {
-            c: c.clone(),
+        // The first record: the document the node started with, if any.
+        if let Some(st) = state.upgrade() {
+            if fleet.status().own.is_none() {
+                match st.reloader.doc() {
+                    Some(doc) => {
+                        applied(&st, fleet, &doc, false);
+                    }
+                    None => fleet.update(|s| s.own = Some(record(0, None))),
+                }
+            }
+        }
+        Ok(Session {
+            fleet: fleet.clone(),
             client,
             lease,
             keeper,
             acks,
-        };
-        if let Some(st) = state.upgrade() {
-            if let Some(f) = &st.fleet {
-                // The record of a node that never applied anything.
-                f.update(|s| {
-                    if s.own.is_none() {
-                        let doc = st.reloader.doc();
-                        let rev = doc.as_ref().map_or(0, |d| d.revision);
-                        st.metrics.config_revision.set(rev as i64);
-                        s.own = Some(NodeRecord {
-                            applied_at: doc.as_ref().map(|_| now_rfc3339()),
-                            ..record(
-                                doc.as_ref().map_or(0, |d| d.revision),
-                                doc.as_ref().map(|d| sha256(&d.text)),
-                            )
-                        });
-                    }
-                });
-            }
-        }
-        Ok(s)
+        })
     }
 
     async fn put_record(&mut self, own: &NodeRecord) -> Result<(), String> {
-        let key = Keys(&self.c.prefix).node(&self.c.node_id);
+        let key = Keys(&self.fleet.config.prefix).node(&self.fleet.config.node_id);
         let value = serde_json::to_vec(own).unwrap_or_default();
         let opts = PutOptions::new().with_lease(self.lease);
-        timed(self.c.timeout, self.client.put(key, value, Some(opts))).await?;
+        timed(
+            self.fleet.config.timeout,
+            self.client.put(key, value, Some(opts)),
+        )
+        .await?;
         Ok(())
     }
 
     /// Reads the config (applying a newer one) and the nodes, writes this
     /// node's record; returns the store revision to watch from.
-    async fn sync(&mut self, st: &GatewayState, f: &Fleet) -> Result<u64, String> {
-        let (doc, store_rev) = read_config(&mut self.client, &self.c).await?;
+    async fn sync(&mut self, st: &GatewayState) -> Result<u64, String> {
+        // A handle of its own: `self` is borrowed mutably below.
+        let fleet = self.fleet.clone();
+        let f = &*fleet;
+        let (doc, store_rev) = read_config(&mut self.client, &self.fleet.config).await?;
         let revision = doc.as_ref().map_or(0, |d| d.1);
         f.update(|s| {
             s.revision = revision;
@@ -242,7 +237,7 @@ impl Session {
             _ => f.status().own.unwrap_or_else(|| record(0, None)),
         };
         self.put_record(&own).await?;
-        let nodes = read_nodes(&mut self.client, &self.c).await?;
+        let nodes = read_nodes(&mut self.client, &self.fleet.config).await?;
         f.update(|s| s.nodes = nodes);
         publish(st, f);
         Ok(store_rev)
@@ -257,10 +252,7 @@ impl Session {
             let Some(st) = state.upgrade() else {
                 return Ended::Stopped;
             };
-            let Some(f) = &st.fleet else {
-                return Ended::Stopped;
-            };
-            match self.sync(&st, f).await {
+            match self.sync(&st).await {
                 Ok(rev) => rev + 1,
                 Err(e) => return Ended::Lost(e),
             }
@@ -269,8 +261,13 @@ impl Session {
             .with_prefix()
             .with_start_revision(from as i64)
             .with_progress_notify();
-        let prefix = Keys(&self.c.prefix).all();
-        let mut watch = match timed(self.c.timeout, self.client.watch(prefix, Some(opts))).await {
+        let prefix = Keys(&self.fleet.config.prefix).all();
+        let mut watch = match timed(
+            self.fleet.config.timeout,
+            self.client.watch(prefix, Some(opts)),
+        )
+        .await
+        {
             Ok(w) => w,
             Err(e) => return Ended::Lost(e),
         };
@@ -294,7 +291,7 @@ impl Session {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Err(e) = timed(self.c.timeout, self.keeper.keep_alive()).await {
+                    if let Err(e) = timed(self.fleet.config.timeout, self.keeper.keep_alive()).await {
                         return Ended::Lost(e);
                     }
                 }
@@ -323,10 +320,10 @@ impl Session {
         let Some(st) = state.upgrade() else {
             return Err(Ended::Stopped);
         };
-        let Some(f) = &st.fleet else {
-            return Err(Ended::Stopped);
-        };
-        let keys = Keys(&self.c.prefix);
+        // A handle of its own: `self` is borrowed mutably below.
+        let fleet = self.fleet.clone();
+        let f = &*fleet;
+        let keys = Keys(&self.fleet.config.prefix);
         let (config_key, nodes, purges) = (keys.config(), keys.nodes(), keys.purges());
         let mut newest = None;
         for ev in events {
@@ -397,12 +394,12 @@ impl Session {
         let Some(st) = state.upgrade() else {
             return Err(Ended::Stopped);
         };
-        let Some(f) = &st.fleet else {
-            return Err(Ended::Stopped);
-        };
+        // A handle of its own: `self` is borrowed mutably below.
+        let fleet = self.fleet.clone();
+        let f = &*fleet;
         match cmd {
             Command::Reload(reply) => {
-                let read = read_config(&mut self.client, &self.c).await;
+                let read = read_config(&mut self.client, &self.fleet.config).await;
                 let applied = st.reloader.doc().map(|d| d.revision);
                 let (result, own) = match read {
                     Ok((Some((text, revision)), _)) if applied != Some(revision) => {
@@ -435,7 +432,7 @@ impl Session {
 
     async fn write_purge(&mut self, p: &Purge) -> Result<(), String> {
         let lease = timed(
-            self.c.timeout,
+            self.fleet.config.timeout,
             self.client.lease_grant(PURGE_TTL_SECS, None),
         )
         .await?
@@ -445,18 +442,27 @@ impl Session {
             .map_or(0, |d| d.as_nanos());
         let key = format!(
             "{}{}-{nanos}",
-            Keys(&self.c.prefix).purges(),
-            self.c.node_id
+            Keys(&self.fleet.config.prefix).purges(),
+            self.fleet.config.node_id
         );
         let value = serde_json::to_vec(p).unwrap_or_default();
         let opts = PutOptions::new().with_lease(lease);
-        timed(self.c.timeout, self.client.put(key, value, Some(opts))).await?;
+        timed(
+            self.fleet.config.timeout,
+            self.client.put(key, value, Some(opts)),
+        )
+        .await?;
         Ok(())
     }
 }
 
 /// Starts the agent of `state` (cluster mode only).
 pub(crate) fn spawn(state: &Arc<GatewayState>, commands: UnboundedReceiver<Command>) {
-    let weak = Arc::downgrade(state);
-    state.snapshots.spawner().spawn(run(weak, commands));
+    if let Some(fleet) = &state.fleet {
+        let weak = Arc::downgrade(state);
+        state
+            .snapshots
+            .spawner()
+            .spawn(run(weak, fleet.clone(), commands));
+    }
 }

@@ -30,7 +30,7 @@ pub struct GatewayState {
     pub reloader: Reloader,
     pub connections: Connections,
     /// Cluster mode (`cluster` in the local file).
-    pub fleet: Option<super::fleet::Fleet>,
+    pub fleet: Option<std::sync::Arc<super::fleet::Fleet>>,
 }
 
 impl GatewayState {
@@ -62,7 +62,7 @@ impl GatewayState {
             tls,
             reloader: Reloader::new(config_path, fleet.as_ref().and_then(|f| f.1.clone())),
             connections: Connections::default(),
-            fleet: fleet.map(|f| f.0),
+            fleet: fleet.map(|f| std::sync::Arc::new(f.0)),
         })
     }
 }
