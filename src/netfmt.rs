@@ -1,4 +1,4 @@
-//! Text forms of addresses without `core::fmt`. `Display` for an IPv4
+//! Text forms of addresses and numbers without `core::fmt`. `Display` for an IPv4
 //! address goes through the formatting machinery, about 1,300 instructions
 //! each; gatehouse writes addresses on every request (`X-Forwarded-For`,
 //! the upstream target label, the access-log line), so IPv4 is written by
@@ -30,26 +30,31 @@ pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
+/// Appends `n` in decimal, as `Display` would (response header values
+/// built on every request, e.g. the `RateLimit` fields).
+pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
 /// Appends `addr` as `Display` would (`1.2.3.4:80`, `[::1]:80`).
 pub(crate) fn push_socket_addr(out: &mut String, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             push_ip(out, IpAddr::V4(*v4.ip()));
             out.push(':');
-            let mut digits = [0u8; 5];
-            let mut n = v4.port();
-            let mut i = digits.len();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            for &d in &digits[i..] {
-                out.push(d as char);
-            }
+            push_u64(out, u64::from(v4.port()));
         }
         SocketAddr::V6(_) => {
             let _ = write!(out, "{addr}");
@@ -121,5 +126,28 @@ mod tests {
         }
         let scoped: SocketAddr = "[fe80::1%2]:443".parse().unwrap();
         assert_eq!(socket_addr_text(scoped), scoped.to_string());
+    }
+
+    #[test]
+    fn push_u64_matches_display() {
+        let edges = [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            59,
+            60,
+            3600,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let random = (0..1000).map(|_| fastrand::u64(..) >> fastrand::u32(0..64));
+        for n in edges.into_iter().chain(random) {
+            let mut s = String::from("q=");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("q={n}"));
+        }
     }
 }
