@@ -25,6 +25,7 @@ pub(crate) mod ctx;
 pub(crate) mod errors;
 pub(crate) mod explain;
 pub(crate) mod forward;
+mod heads;
 mod limits;
 pub(crate) mod listen;
 pub(crate) mod mirror;

@@ -7,7 +7,8 @@
 
 use super::ctx::RequestCtx;
 use super::errors::GatewayError;
-use super::{caching, forward, observe, policies, route};
+use super::{caching, forward, heads, observe, policies, route};
+use crate::http::names;
 use crate::policy::{cors, headers};
 use crate::runtime::GatewayState;
 use pingora::http::ResponseHeader;
@@ -146,17 +147,23 @@ pub(super) fn response(
     cx: &mut RequestCtx,
     source: Source,
 ) -> pingora::Result<()> {
-    // 1. The request id.
+    // 1. The request id and 2. the reported rate limit (a 401 on a
+    //    limited route shows it too), into the head's own map.
+    let (mut parts, reason) = heads::response_parts(resp);
+    parts
+        .headers
+        .reserve(if cx.limit.is_some() { 7 } else { 1 });
     if !cx.request_id.is_empty() {
-        resp.insert_header("x-request-id", cx.request_id.as_str())?;
+        let id = heads::value(&cx.request_id)?;
+        heads::put(&mut parts.headers, names::X_REQUEST_ID, id)?;
     }
-    // 2. Cache-Status, on cached routes.
+    if let Some(limit) = &cx.limit {
+        limit.add_to(&mut parts.headers);
+    }
+    *resp = heads::response_from(parts, reason)?;
+    // 3. Cache-Status, on cached routes.
     if let Some(cache) = &mut cx.cache {
         caching::decorate(session, resp, cache, &source)?;
-    }
-    // 3. The reported rate limit (a 401 on a limited route shows it too).
-    if let Some(limit) = &cx.limit {
-        limit.add_to(resp)?;
     }
     let Some((route, vars)) = cx.route_and_vars() else {
         return Ok(());

@@ -1,57 +1,36 @@
 //! The request head sent upstream: target, `X-Forwarded-*`, request id,
 //! the route's header transforms, and verified identity headers last.
+//! The fixed headers are written into the head's own map (`heads.rs`).
 
 use super::ctx::RequestCtx;
+use super::heads::{self, put};
 use crate::http::names;
 use crate::policy::headers;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
+
+/// The headers added below on every request: room for them is made once.
+const ADDED: usize = 6;
 
 pub(super) fn prepare(
     session: &Session,
     up: &mut RequestHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
+    let (mut parts, extra) = heads::request_parts(up);
     if let Some(uri) = ctx.matched.as_mut().and_then(|m| m.upstream_uri.take()) {
-        up.set_uri(uri);
+        parts.uri = uri;
     }
-    // X-Forwarded-For: the chain so far plus the peer.
-    if let Some(peer) = ctx.client.peer {
-        let mut xff = String::with_capacity(48);
-        for v in session.req_header().headers.get_all(names::X_FORWARDED_FOR) {
-            if let Ok(v) = v.to_str() {
-                xff.push_str(v);
-                xff.push_str(", ");
-            }
-        }
-        crate::netfmt::push_ip(&mut xff, peer);
-        up.insert_header("x-forwarded-for", xff)?;
-    }
-    // Proto and Host are believed only from trusted proxies.
-    let req = session.req_header();
-    if !(ctx.client.trusted
-        && ctx.cache.is_none()
-        && req.headers.contains_key(names::X_FORWARDED_PROTO))
-    {
-        up.insert_header(
-            "x-forwarded-proto",
-            HeaderValue::from_static(crate::http::scheme(session)),
-        )?;
-    }
-    if !(ctx.client.trusted
-        && ctx.cache.is_none()
-        && req.headers.contains_key(names::X_FORWARDED_HOST))
-    {
-        match crate::http::request_host(req) {
-            Some(h) => up.insert_header("x-forwarded-host", h.to_string())?,
-            None => {
-                up.remove_header(&names::X_FORWARDED_HOST);
-            }
-        }
-    }
-    up.insert_header("x-request-id", ctx.request_id.as_str())?;
+    parts.headers.reserve(ADDED);
+    forwarded(session, &mut parts.headers, ctx)?;
+    put(
+        &mut parts.headers,
+        names::X_REQUEST_ID,
+        heads::value(&ctx.request_id)?,
+    )?;
+    *up = heads::request_from(parts, extra)?;
     super::trace::upstream_header(ctx, up)?;
     if let Some((route, vars)) = ctx.route_and_vars() {
         if let Some(host) = &route.pool(ctx.upstream.side).config.host {
@@ -68,6 +47,40 @@ pub(super) fn prepare(
     if let Some(identity) = &ctx.identity {
         for (name, value) in &identity.headers {
             up.insert_header(name.clone(), value.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// `X-Forwarded-For` (the chain so far plus the peer), and `-Proto` and
+/// `-Host`, which are believed only from trusted proxies.
+fn forwarded(session: &Session, h: &mut HeaderMap, ctx: &RequestCtx) -> Result<()> {
+    if let Some(peer) = ctx.client.peer {
+        let mut xff = String::with_capacity(48);
+        for v in h.get_all(names::X_FORWARDED_FOR) {
+            if let Ok(v) = v.to_str() {
+                xff.push_str(v);
+                xff.push_str(", ");
+            }
+        }
+        crate::netfmt::push_ip(&mut xff, peer);
+        put(h, names::X_FORWARDED_FOR, heads::value(&xff)?)?;
+    }
+    let keep = |name: &HeaderName, h: &HeaderMap| {
+        ctx.client.trusted && ctx.cache.is_none() && h.contains_key(name)
+    };
+    if !keep(&names::X_FORWARDED_PROTO, h) {
+        let proto = HeaderValue::from_static(crate::http::scheme(session));
+        put(h, names::X_FORWARDED_PROTO, proto)?;
+    }
+    if !keep(&names::X_FORWARDED_HOST, h) {
+        match crate::http::request_host(session.req_header()) {
+            Some(host) => {
+                put(h, names::X_FORWARDED_HOST, heads::value(host)?)?;
+            }
+            None => {
+                h.remove(names::X_FORWARDED_HOST);
+            }
         }
     }
     Ok(())

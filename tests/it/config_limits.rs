@@ -38,6 +38,11 @@ fn valid_limits() {
 
 #[test]
 fn rejected_limits_name_their_key() {
+    // The name is quoted in `RateLimit-Policy`: a quote cannot be in it.
+    let errs = errors(
+        "upstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nrate_limits:\n  'a\"b': { requests: 1, per: 1m }\n",
+    );
+    assert_has(&errs, "a limit name is printable ASCII");
     assert_has(
         &with("  a: { requests: 0, per: 1m }", "", "a"),
         "rate_limits.a.requests: must be at least 1",

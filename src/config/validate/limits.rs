@@ -75,7 +75,18 @@ pub(super) fn rate_limits(
     let mut out = BTreeMap::new();
     for (name, l) in f {
         let before = errs.count();
-        let cfg = limit(&KeyPath::root("rate_limits").key(name), l, has_redis, errs);
+        let path = KeyPath::root("rate_limits").key(name);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            errs.push(
+                path.clone(),
+                "a limit name is printable ASCII without `\"` or `\\` (it is quoted in the `RateLimit` response fields)",
+            );
+        }
+        let cfg = limit(&path, l, has_redis, errs);
         if errs.count() == before {
             out.insert(name.clone(), cfg);
         }

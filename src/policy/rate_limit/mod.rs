@@ -41,6 +41,23 @@ pub struct LimitState {
     pub exceeded: bool,
 }
 
+/// The response fields, parsed once.
+mod names {
+    use http::HeaderName;
+    pub(super) const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    pub(super) const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    pub(super) const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+    pub(super) const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    pub(super) const STATE: HeaderName = HeaderName::from_static("ratelimit");
+}
+
+/// A `field` string as a header value. Limit names are checked at load
+/// (printable ASCII, no `"` or `\\`), so this does not fail; if it did,
+/// the field would be empty rather than the request lost.
+fn field_value(s: String) -> http::HeaderValue {
+    http::HeaderValue::try_from(s).unwrap_or_else(|_| http::HeaderValue::from_static(""))
+}
+
 impl LimitState {
     fn new(limit: &Limit, count: u64, reset: Duration) -> LimitState {
         let requests = limit.config.requests;
@@ -57,24 +74,21 @@ impl LimitState {
     /// Adds `X-RateLimit-*`, draft `RateLimit-Policy`/`RateLimit` and, on
     /// a refusal, `Retry-After` to a response (proxied or generated);
     /// numbers become header values directly.
-    pub fn add_to(&self, resp: &mut pingora::http::ResponseHeader) -> pingora::Result<()> {
-        resp.insert_header("x-ratelimit-limit", http::HeaderValue::from(self.requests))?;
-        resp.insert_header(
-            "x-ratelimit-remaining",
-            http::HeaderValue::from(self.remaining),
-        )?;
-        resp.insert_header(
-            "x-ratelimit-reset",
-            http::HeaderValue::from(self.reset_secs),
-        )?;
+    pub fn add_to(&self, h: &mut http::HeaderMap) {
+        use http::HeaderValue;
+        h.insert(names::LIMIT, HeaderValue::from(self.requests));
+        h.insert(names::REMAINING, HeaderValue::from(self.remaining));
+        h.insert(names::RESET, HeaderValue::from(self.reset_secs));
         let policy = self.field(("q", self.requests), ("w", self.window_secs));
-        resp.insert_header("ratelimit-policy", policy)?;
+        h.insert(names::POLICY, field_value(policy));
         let state = self.field(("r", self.remaining), ("t", self.reset_secs));
-        resp.insert_header("ratelimit", state)?;
+        h.insert(names::STATE, field_value(state));
         if self.exceeded {
-            resp.insert_header("retry-after", http::HeaderValue::from(self.reset_secs))?;
+            h.insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(self.reset_secs),
+            );
         }
-        Ok(())
     }
 
     /// One draft `RateLimit` item, `"name";a=1;b=2`, written without
@@ -243,10 +257,9 @@ mod tests {
 
     /// The headers `add_to` writes, as (name, value) text.
     fn headers(s: &LimitState) -> Vec<(String, String)> {
-        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
-        s.add_to(&mut resp).unwrap();
-        resp.headers
-            .iter()
+        let mut h = http::HeaderMap::new();
+        s.add_to(&mut h);
+        h.iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
             .collect()
     }
