@@ -81,3 +81,48 @@ def haproxy_cmd(work, policies, limit=100_000_000):
     conf = haproxy_conf(work, policies, limit)
     # -db: foreground; stdout (the JSON log) to access.log.
     return ["sh", "-c", f"exec haproxy -db -f {conf} > {work}/access.log"]
+
+
+# Pingap 0.13.1 (Pingora 0.8): `cargo install pingap@0.13.1 --locked
+# --features tracing --root ~/.cache/gatehouse-bench/pingap` (about 20
+# minutes of both cores, needs protobuf-compiler); `PINGAP_ROOT` moves it.
+PINGAP_ROOT = os.path.expanduser(os.environ.get("PINGAP_ROOT", "~/.cache/gatehouse-bench/pingap"))
+PINGAP = os.path.join(PINGAP_ROOT, "bin", "pingap")
+
+
+def pingap_conf(work, policies, limit=100_000_000):
+    """Pingap, one thread without work stealing, the same three routes.
+
+    Policies: its `jwt` plugin (HS256 secret, bearer token in
+    `Authorization`; no token and a tampered one get 401) and its `limit`
+    plugin (`rate`, `max` per 60 s). What it does not do like the others:
+    the limit keys on a header value (the whole `Authorization` header: per
+    token, not per `sub`) and, being Pingora's `Rate`, refuses only from the
+    second window on (a 3/min limit lets the 4th request of the first minute
+    through); no claim is forwarded (no `X-User-Id`); its jwt plugin accepts
+    HS512 and tokens without `exp` (issue 17's table); its Prometheus
+    exporter needs a build feature this build leaves out."""
+    lines = ["[basic]", "threads = 1", "work_stealing = false", 'log_level = "error"',
+             f'pid_file = "{work}/pingap.pid"', f'upgrade_sock = "{work}/pingap.sock"']
+    for name, prefix, port in ROUTES:
+        lines += [f"[upstreams.{name}]", f'addrs = ["127.0.0.1:{port}"]',
+                  f"[locations.{name}]", f'upstream = "{name}"', f'path = "{prefix}/"']
+        if policies:
+            lines.append('plugins = ["jwt", "limit"]')
+    lines += ["[servers.proxy]", f'addr = "127.0.0.1:{PROXY_PORT}"',
+              "locations = [" + ", ".join(f'"{n}"' for n, _, _ in ROUTES) + "]"]
+    if policies:
+        lines += ["[plugins.jwt]", 'category = "jwt"', f'secret = "{SECRET}"',
+                  'header = "Authorization"', 'algorithm = "HS256"',
+                  "[plugins.limit]", 'category = "limit"', 'tag = "header"', 'key = "Authorization"',
+                  'type = "rate"', f"max = {limit}", 'interval = "60s"']
+    path = os.path.join(work, f"pingap-{'policies' if policies else 'plain'}.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def pingap_cmd(work, policies, limit=100_000_000):
+    if not os.path.exists(PINGAP):
+        raise SystemExit(f"no Pingap at {PINGAP}: see peers.py for the cargo install line")
+    return [PINGAP, "-c", pingap_conf(work, policies, limit)]

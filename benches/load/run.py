@@ -123,7 +123,7 @@ class Proc:
 
     def stop(self):
         if self.p.poll() is None:
-            sig = signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT
+            sig = signal.SIGINT if ("gatehouse" in self.name or "pingap" in self.name) else signal.SIGQUIT
             if "haproxy" in self.name:
                 sig = signal.SIGTERM
             self.p.send_signal(sig)
@@ -344,10 +344,11 @@ def main():
                  "cache": "/api/products/42", "routes10k": "/api/orders/7",
                  "retry": "/api/orders/7", "split": "/api/orders/7",
                  "haproxy": "/api/orders/7", "haproxy-policies": "/api/orders/7",
+                 "pingap": "/api/orders/7", "pingap-policies": "/api/orders/7",
                  "policies-traced0": "/api/orders/7", "policies-traced1": "/api/orders/7",
                  "policies-redis": "/api/orders/7", "policies-redis-sync": "/api/orders/7"}
         auth = [f"Authorization: Bearer {tok}"]
-        headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth,
+        headers = {"policies": auth, "policies_quiet": auth, "haproxy-policies": auth, "pingap-policies": auth,
                    "policies-traced0": auth, "policies-traced1": auth,
                    "policies-redis": auth, "policies-redis-sync": auth}
         if any(t.split("@")[0] == "policies-traced1" for t in targets):
@@ -369,6 +370,9 @@ def main():
             if t.startswith("haproxy"):
                 import peers
                 return Proc(t, peers.haproxy_cmd(work, t == "haproxy-policies"), args.sut_cpus, PROXY_PORT)
+            if t.startswith("pingap"):
+                import peers
+                return Proc(t, peers.pingap_cmd(work, t == "pingap-policies"), args.sut_cpus, PROXY_PORT)
             binary = args.binary
             if t.endswith("@alt"):
                 if not args.alt_binary:
