@@ -2,7 +2,7 @@
 # Instructions per request (callgrind), the deterministic counterpart of the
 # CPU-time figures of run.py: same binary and inputs give the same count
 # within ~0.5%, whatever else the machine does.
-#   benches/load/callgrind.sh [BINARY] [routing|policies|policies-traced0|policies-traced1|cache|nginx|haproxy|haproxy-policies]
+#   benches/load/callgrind.sh [BINARY] [routing|policies|policies-traced0|policies-traced1|cache|nginx|haproxy|haproxy-policies|pingap|pingap-policies]
 # CG_WARMUP / CG_SECONDS: the warm-up and measured wrk runs (4 s, 10 s).
 # Prints Ir/request and keeps the profile in $OUT (default /tmp/gh-callgrind)
 # for `callgrind_annotate`.
@@ -23,6 +23,9 @@ open(f"{work}/proxy.conf", "w").write(run.proxy_conf(work).replace("master_proce
 if variant.startswith("haproxy"):
     import peers
     peers.haproxy_conf(work, variant == "haproxy-policies")
+elif variant.startswith("pingap"):
+    import peers
+    peers.pingap_conf(work, variant == "pingap-policies")
 elif variant != "nginx":
     run.gatehouse_conf(work, variant)
 open(f"{work}/token", "w").write(run.token())
@@ -43,6 +46,10 @@ elif [ "$variant" = haproxy ]; then
 elif [ "$variant" = haproxy-policies ]; then
     cmd=(haproxy -db -f "$out/haproxy-policies.cfg")
     stdout="$out/access.log"   # its JSON log
+elif [ "$variant" = pingap ] || [ "$variant" = pingap-policies ]; then
+    conf="$out/pingap-plain.toml"
+    [ "$variant" = pingap-policies ] && conf="$out/pingap-policies.toml"
+    cmd=("${PINGAP_ROOT:-$HOME/.cache/gatehouse-bench/pingap}/bin/pingap" -c "$conf")
 else
     cmd=("$bin" -c "$out/gatehouse-$variant.yaml")
 fi
@@ -53,7 +60,7 @@ for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18080/ && break;
 path=/api/orders/7
 [ "$variant" = cache ] && path=/api/products/42
 args=(-t1 -c8)
-case $variant in policies*|haproxy-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
+case $variant in policies*|haproxy-policies|pingap-policies) args+=(-H "Authorization: Bearer $(cat "$out/token")");; esac
 wrk "${args[@]}" -d"${CG_WARMUP:-4}"s "http://127.0.0.1:18080$path" >/dev/null        # warm-up
 callgrind_control -i on $vpid >/dev/null
 res=$(wrk "${args[@]}" -d"${CG_SECONDS:-10}"s "http://127.0.0.1:18080$path")
