@@ -26,6 +26,7 @@ if variant.startswith("haproxy"):
 elif variant.startswith("pingap"):
     import peers
     peers.pingap_conf(work, variant == "pingap-policies")
+    open(f"{work}/pingap-bin", "w").write(peers.PINGAP)
 elif variant != "nginx":
     run.gatehouse_conf(work, variant)
 open(f"{work}/token", "w").write(run.token())
@@ -49,7 +50,7 @@ elif [ "$variant" = haproxy-policies ]; then
 elif [ "$variant" = pingap ] || [ "$variant" = pingap-policies ]; then
     conf="$out/pingap-plain.toml"
     [ "$variant" = pingap-policies ] && conf="$out/pingap-policies.toml"
-    cmd=("${PINGAP_ROOT:-$HOME/.cache/gatehouse-bench/pingap}/bin/pingap" -c "$conf")
+    cmd=("$(cat "$out/pingap-bin")" -c "$conf")   # where peers.py says it is
 else
     cmd=("$bin" -c "$out/gatehouse-$variant.yaml")
 fi

@@ -67,6 +67,13 @@ pub(super) fn response_from(
     Ok(resp)
 }
 
+/// Room for `n` more headers, so the inserts after it do not grow the
+/// map. Fails (never panics) past `http`'s limit of 32,768 headers.
+pub(super) fn reserve(h: &mut HeaderMap, n: usize) -> Result<()> {
+    h.try_reserve(n)
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "too many headers"))
+}
+
 /// Sets `name` to `value`, replacing any value it had.
 pub(super) fn put(h: &mut HeaderMap, name: HeaderName, value: HeaderValue) -> Result<()> {
     h.try_insert(name, value)

@@ -150,9 +150,7 @@ pub(super) fn response(
     // 1. The request id and 2. the reported rate limit (a 401 on a
     //    limited route shows it too), into the head's own map.
     let (mut parts, reason) = heads::response_parts(resp);
-    parts
-        .headers
-        .reserve(if cx.limit.is_some() { 7 } else { 1 });
+    heads::reserve(&mut parts.headers, if cx.limit.is_some() { 7 } else { 1 })?;
     if !cx.request_id.is_empty() {
         let id = heads::value(&cx.request_id)?;
         heads::put(&mut parts.headers, names::X_REQUEST_ID, id)?;

@@ -23,7 +23,7 @@ pub(super) fn prepare(
     if let Some(uri) = ctx.matched.as_mut().and_then(|m| m.upstream_uri.take()) {
         parts.uri = uri;
     }
-    parts.headers.reserve(ADDED);
+    heads::reserve(&mut parts.headers, ADDED)?;
     forwarded(session, &mut parts.headers, ctx)?;
     put(
         &mut parts.headers,
