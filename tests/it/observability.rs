@@ -184,7 +184,16 @@ fn access_log_lines_carry_the_spec_fields() {
     get_raw(gw.addr, "/missing", "X-Request-Id: log-test-2\r\n");
     let lines = access_lines(&env, 2);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    // A line is written after its response went out, so two requests' lines
+    // may land in either order: pick each by its request id.
+    let by_id = |id: &str| -> serde_json::Value {
+        let v = lines
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["request_id"] == id);
+        v.unwrap_or_else(|| panic!("no line for {id}: {lines:?}"))
+    };
+    let v = by_id("log-test-1");
     let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let want: HashSet<&str> = [
         "ts",
@@ -216,7 +225,7 @@ fn access_log_lines_carry_the_spec_fields() {
     assert!(v["upstream_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(v["bytes_sent"], r.body.len());
     assert!(v["ts"].as_str().unwrap().ends_with('Z'));
-    let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    let v = by_id("log-test-2");
     assert_eq!(v["status"], 404);
     assert_eq!(v["route"], serde_json::Value::Null);
     assert_eq!(v["target"], serde_json::Value::Null);
