@@ -8,11 +8,11 @@
 //! The writer starts on first use, so it is created after Pingora
 //! daemonises. `reopen` (on SIGUSR1) reopens the file for logrotate.
 
+use super::json_line::Object;
 use crate::config::{AccessLogFormat, AccessLogTarget, LoggingConfig};
 use crate::netfmt;
 use crate::observability::time;
 use prometheus::IntCounter;
-use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -47,30 +47,6 @@ pub struct AccessRecord {
     pub user_agent: Option<String>,
 }
 
-#[derive(Serialize)]
-struct JsonLine<'a> {
-    ts: String,
-    request_id: &'a str,
-    client_ip: Option<String>,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    route: Option<&'a str>,
-    upstream: Option<&'a str>,
-    target: Option<String>,
-    duration_ms: f64,
-    upstream_ms: Option<f64>,
-    bytes_sent: u64,
-    cache: Option<&'a str>,
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<&'a str>,
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
 /// Escapes a value for a quoted field of the combined format.
 fn clf_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -87,43 +63,65 @@ fn clf_escape(s: &str) -> String {
 
 impl AccessRecord {
     pub fn format(&self, format: AccessLogFormat) -> String {
+        let mut out = String::new();
+        self.format_into(format, &mut out);
+        out
+    }
+
+    /// Appends the line (without its newline) to `out`, the writer's
+    /// reused buffer.
+    pub fn format_into(&self, format: AccessLogFormat, out: &mut String) {
         match format {
-            AccessLogFormat::Json => {
-                let line = JsonLine {
-                    ts: time::rfc3339_millis(self.ts),
-                    request_id: &self.request_id,
-                    client_ip: self.client_ip.map(netfmt::ip_text),
-                    method: self.method.as_str(),
-                    path: &self.path,
-                    status: self.status,
-                    route: self.route.as_deref(),
-                    upstream: self.upstream.as_deref(),
-                    target: self.target.map(netfmt::socket_addr_text),
-                    duration_ms: round3(self.duration_ms),
-                    upstream_ms: self.upstream_ms.map(round3),
-                    bytes_sent: self.bytes_sent,
-                    cache: self.cache,
-                    user: self.user.as_deref(),
-                    trace_id: self.trace_id.as_deref(),
-                };
-                serde_json::to_string(&line).unwrap_or_default()
+            AccessLogFormat::Json => self.json(out),
+            AccessLogFormat::Combined => {
+                use std::fmt::Write;
+                let _ = write!(
+                    out,
+                    "{} - {} [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+                    self.client_ip.map_or("-".to_string(), netfmt::ip_text),
+                    self.user.as_deref().map_or("-".to_string(), clf_escape),
+                    time::clf(self.ts),
+                    clf_escape(self.method.as_str()),
+                    clf_escape(&self.path),
+                    self.protocol,
+                    self.status,
+                    self.bytes_sent,
+                    self.referer.as_deref().map_or("-".to_string(), clf_escape),
+                    self.user_agent
+                        .as_deref()
+                        .map_or("-".to_string(), clf_escape),
+                );
             }
-            AccessLogFormat::Combined => format!(
-                "{} - {} [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
-                self.client_ip.map_or("-".to_string(), netfmt::ip_text),
-                self.user.as_deref().map_or("-".to_string(), clf_escape),
-                time::clf(self.ts),
-                clf_escape(self.method.as_str()),
-                clf_escape(&self.path),
-                self.protocol,
-                self.status,
-                self.bytes_sent,
-                self.referer.as_deref().map_or("-".to_string(), clf_escape),
-                self.user_agent
-                    .as_deref()
-                    .map_or("-".to_string(), clf_escape),
-            ),
         }
+    }
+
+    /// The spec's JSON fields, in its order; `trace_id` only when traced.
+    fn json(&self, out: &mut String) {
+        let mut o = Object::begin(out);
+        o.plain_with("ts", |s| time::push_rfc3339_millis(s, self.ts));
+        o.str("request_id", Some(&self.request_id));
+        match self.client_ip {
+            Some(ip) => o.plain_with("client_ip", |s| netfmt::push_ip(s, ip)),
+            None => o.null("client_ip"),
+        }
+        o.str("method", Some(self.method.as_str()));
+        o.str("path", Some(&self.path));
+        o.u64("status", self.status.into());
+        o.str("route", self.route.as_deref());
+        o.str("upstream", self.upstream.as_deref());
+        match self.target {
+            Some(t) => o.plain_with("target", |s| netfmt::push_socket_addr(s, t)),
+            None => o.null("target"),
+        }
+        o.millis("duration_ms", Some(self.duration_ms));
+        o.millis("upstream_ms", self.upstream_ms);
+        o.u64("bytes_sent", self.bytes_sent);
+        o.str("cache", self.cache);
+        o.str("user", self.user.as_deref());
+        if let Some(id) = &self.trace_id {
+            o.str("trace_id", Some(id));
+        }
+        o.end();
     }
 }
 
@@ -204,6 +202,7 @@ fn writer(rx: Receiver<Msg>, mut target: AccessLogTarget, mut format: AccessLogF
     const IDLE_NAP: Duration = Duration::from_millis(50);
     let mut sink = open_sink(&target);
     let mut nap = BUSY_NAP;
+    let mut line = String::with_capacity(512);
     loop {
         let mut msg = match rx.try_recv() {
             Ok(m) => m,
@@ -217,7 +216,11 @@ fn writer(rx: Receiver<Msg>, mut target: AccessLogTarget, mut format: AccessLogF
         nap = BUSY_NAP;
         loop {
             match msg {
-                Msg::Line(rec) => sink.write_line(&rec.format(format)),
+                Msg::Line(rec) => {
+                    line.clear();
+                    rec.format_into(format, &mut line);
+                    sink.write_line(&line);
+                }
                 Msg::Reconfigure(t, f) => {
                     sink.flush();
                     if t != target {

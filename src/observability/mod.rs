@@ -3,6 +3,7 @@
 //! early answers and failures.
 
 pub(crate) mod access_log;
+pub(crate) mod json_line;
 pub(crate) mod metrics;
 pub(crate) mod time;
 pub(crate) mod tracing;
