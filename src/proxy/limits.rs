@@ -22,31 +22,42 @@ fn framing_error() -> GatewayError {
 pub(super) fn check_raw_head(raw: &[u8], http10: bool) -> Result<(), GatewayError> {
     let mut te = 0usize;
     let mut cl: Option<&[u8]> = None;
-    for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
-        // Every line but the trailing empty remainder ends in CRLF.
-        let Some(line) = line.strip_suffix(b"\r") else {
-            if line.is_empty() {
+    // The pieces between line feeds, as `split(b'\n')` gives them, found
+    // with `memchr`: a byte-at-a-time split cost ~5 instructions per byte
+    // of every head, and tokens make heads long.
+    let mut rest = Some(raw);
+    let mut i = 0usize;
+    while let Some(piece_and_rest) = rest {
+        let (piece, next) = match memchr::memchr(b'\n', piece_and_rest) {
+            Some(p) => (&piece_and_rest[..p], Some(&piece_and_rest[p + 1..])),
+            None => (piece_and_rest, None),
+        };
+        rest = next;
+        i += 1;
+        let Some(line) = piece.strip_suffix(b"\r") else {
+            if piece.is_empty() {
                 continue;
             }
             return Err(framing_error());
         };
-        if i == 0 || line.is_empty() {
+        if i == 1 || line.is_empty() {
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
             return Err(framing_error()); // obs-fold
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Err(framing_error());
         };
         let name = &line[..colon];
-        let value = line[colon + 1..].trim_ascii();
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let value = line[colon + 1..].trim_ascii();
             te += 1;
             if !value.eq_ignore_ascii_case(b"chunked") || http10 {
                 return Err(framing_error());
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
+            let value = line[colon + 1..].trim_ascii();
             if value.is_empty()
                 || !value.iter().all(u8::is_ascii_digit)
                 || cl.is_some_and(|c| c != value)
@@ -100,6 +111,77 @@ mod tests {
 
     fn ok(head: &str) -> bool {
         check_raw_head(head.as_bytes(), false).is_ok()
+    }
+
+    /// The scan before `memchr`, kept as the reference the fast one must
+    /// agree with on every head.
+    fn reference(raw: &[u8], http10: bool) -> bool {
+        let (mut te, mut cl) = (0usize, None::<&[u8]>);
+        for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
+            let Some(line) = line.strip_suffix(b"\r") else {
+                if line.is_empty() {
+                    continue;
+                }
+                return false;
+            };
+            if i == 0 || line.is_empty() {
+                continue;
+            }
+            if line[0] == b' ' || line[0] == b'\t' {
+                return false;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                return false;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                te += 1;
+                if !value.eq_ignore_ascii_case(b"chunked") || http10 {
+                    return false;
+                }
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                if value.is_empty()
+                    || !value.iter().all(u8::is_ascii_digit)
+                    || cl.is_some_and(|c| c != value)
+                {
+                    return false;
+                }
+                cl = Some(value);
+            }
+        }
+        !(te > 1 || (te == 1 && cl.is_some()))
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_the_reference() {
+        const PARTS: [&str; 14] = [
+            "GET / HTTP/1.1",
+            "\r\n",
+            "\n",
+            "\r",
+            "Host: a",
+            "Content-Length: 5",
+            "content-length: 6",
+            "Transfer-Encoding: chunked",
+            "TRANSFER-ENCODING:gzip",
+            " folded",
+            "\tx",
+            "NoColon",
+            ":",
+            "X-A: b:c",
+        ];
+        for _ in 0..20_000 {
+            let n = fastrand::usize(0..12);
+            let head: String = (0..n)
+                .map(|_| PARTS[fastrand::usize(..PARTS.len())])
+                .collect();
+            let http10 = fastrand::bool();
+            assert_eq!(
+                check_raw_head(head.as_bytes(), http10).is_ok(),
+                reference(head.as_bytes(), http10),
+                "{head:?}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct Limit {
     pub name: Arc<str>,
     pub config: RateLimitConfig,
     counter: Counter,
+    fixed: Fixed,
 }
 
 enum Counter {
@@ -29,10 +30,30 @@ enum Counter {
     Synced(Arc<sync::SyncedCounter>),
 }
 
+/// The response fields that depend only on the limit, built once per
+/// config (a clone is a reference count, not a formatted string).
+#[derive(Debug, Clone, PartialEq)]
+struct Fixed {
+    /// `X-RateLimit-Limit`.
+    limit: http::HeaderValue,
+    /// `RateLimit-Policy`: `"name";q=requests;w=window`.
+    policy: http::HeaderValue,
+}
+
+impl Fixed {
+    fn new(name: &str, requests: u64, window_secs: u64) -> Fixed {
+        Fixed {
+            limit: http::HeaderValue::from(requests),
+            policy: field_value(field(name, ("q", requests), ("w", window_secs))),
+        }
+    }
+}
+
 /// A limit's view of one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitState {
     pub limit: Arc<str>,
+    fixed: Fixed,
     pub requests: u64,
     pub window_secs: u64,
     pub remaining: u64,
@@ -63,6 +84,7 @@ impl LimitState {
         let requests = limit.config.requests;
         LimitState {
             limit: limit.name.clone(),
+            fixed: limit.fixed.clone(),
             requests,
             window_secs: limit.config.per.as_secs().max(1),
             remaining: requests.saturating_sub(count),
@@ -76,12 +98,11 @@ impl LimitState {
     /// numbers become header values directly.
     pub fn add_to(&self, h: &mut http::HeaderMap) {
         use http::HeaderValue;
-        h.insert(names::LIMIT, HeaderValue::from(self.requests));
+        h.insert(names::LIMIT, self.fixed.limit.clone());
         h.insert(names::REMAINING, HeaderValue::from(self.remaining));
         h.insert(names::RESET, HeaderValue::from(self.reset_secs));
-        let policy = self.field(("q", self.requests), ("w", self.window_secs));
-        h.insert(names::POLICY, field_value(policy));
-        let state = self.field(("r", self.remaining), ("t", self.reset_secs));
+        h.insert(names::POLICY, self.fixed.policy.clone());
+        let state = field(&self.limit, ("r", self.remaining), ("t", self.reset_secs));
         h.insert(names::STATE, field_value(state));
         if self.exceeded {
             h.insert(
@@ -90,23 +111,22 @@ impl LimitState {
             );
         }
     }
+}
 
-    /// One draft `RateLimit` item, `"name";a=1;b=2`, written without
-    /// `format!` (two per limited response; the formatting machinery was
-    /// about 1,100 instructions each).
-    fn field(&self, a: (&str, u64), b: (&str, u64)) -> String {
-        let mut out = String::with_capacity(self.limit.len() + 48);
-        out.push('"');
-        out.push_str(&self.limit);
-        out.push('"');
-        for (key, n) in [a, b] {
-            out.push(';');
-            out.push_str(key);
-            out.push('=');
-            crate::netfmt::push_u64(&mut out, n);
-        }
-        out
+/// One draft `RateLimit` item, `"name";a=1;b=2`, written without `format!`
+/// (the formatting machinery was about 1,100 instructions each).
+fn field(name: &str, a: (&str, u64), b: (&str, u64)) -> String {
+    let mut out = String::with_capacity(name.len() + 48);
+    out.push('"');
+    out.push_str(name);
+    out.push('"');
+    for (key, n) in [a, b] {
+        out.push(';');
+        out.push_str(key);
+        out.push('=');
+        crate::netfmt::push_u64(&mut out, n);
     }
+    out
 }
 
 /// What the route's limits decided.
@@ -169,6 +189,7 @@ impl Limit {
             name: Arc::from(name),
             config: config.clone(),
             counter,
+            fixed: Fixed::new(name, config.requests, config.per.as_secs().max(1)),
         }
     }
 
@@ -247,6 +268,7 @@ mod tests {
     fn st(name: &str, requests: u64, count: u64, reset: u64) -> LimitState {
         LimitState {
             limit: name.into(),
+            fixed: Fixed::new(name, requests, 60),
             requests,
             window_secs: 60,
             remaining: requests.saturating_sub(count),
