@@ -26,8 +26,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("rate_limit/local_check", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            let ip = format!("10.0.{}.{}", (i >> 8) & 255, i & 255);
-            let v = rt.block_on(check(&limits, |_| None, black_box(&ip), |_, _| {}));
+            let ip = std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+            let v = rt.block_on(check(&limits, |_, _| false, black_box(Some(ip)), |_, _| {}));
             black_box(v)
         })
     });

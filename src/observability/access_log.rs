@@ -8,7 +8,7 @@
 //! The writer starts on first use, so it is created after Pingora
 //! daemonises. `reopen` (on SIGUSR1) reopens the file for logrotate.
 
-use super::json_line::Object;
+use super::json_line::{key, Object};
 use crate::config::{AccessLogFormat, AccessLogTarget, LoggingConfig};
 use crate::netfmt;
 use crate::observability::time;
@@ -98,28 +98,28 @@ impl AccessRecord {
     /// The spec's JSON fields, in its order; `trace_id` only when traced.
     fn json(&self, out: &mut String) {
         let mut o = Object::begin(out);
-        o.plain_with("ts", |s| time::push_rfc3339_millis(s, self.ts));
-        o.str("request_id", Some(&self.request_id));
+        o.plain_with(key!("ts"), |s| time::push_rfc3339_millis(s, self.ts));
+        o.str(key!("request_id"), Some(&self.request_id));
         match self.client_ip {
-            Some(ip) => o.plain_with("client_ip", |s| netfmt::push_ip(s, ip)),
-            None => o.null("client_ip"),
+            Some(ip) => o.plain_with(key!("client_ip"), |s| netfmt::push_ip(s, ip)),
+            None => o.null(key!("client_ip")),
         }
-        o.str("method", Some(self.method.as_str()));
-        o.str("path", Some(&self.path));
-        o.u64("status", self.status.into());
-        o.str("route", self.route.as_deref());
-        o.str("upstream", self.upstream.as_deref());
+        o.str(key!("method"), Some(self.method.as_str()));
+        o.str(key!("path"), Some(&self.path));
+        o.u64(key!("status"), self.status.into());
+        o.str(key!("route"), self.route.as_deref());
+        o.str(key!("upstream"), self.upstream.as_deref());
         match self.target {
-            Some(t) => o.plain_with("target", |s| netfmt::push_socket_addr(s, t)),
-            None => o.null("target"),
+            Some(t) => o.plain_with(key!("target"), |s| netfmt::push_socket_addr(s, t)),
+            None => o.null(key!("target")),
         }
-        o.millis("duration_ms", Some(self.duration_ms));
-        o.millis("upstream_ms", self.upstream_ms);
-        o.u64("bytes_sent", self.bytes_sent);
-        o.str("cache", self.cache);
-        o.str("user", self.user.as_deref());
+        o.millis(key!("duration_ms"), Some(self.duration_ms));
+        o.millis(key!("upstream_ms"), self.upstream_ms);
+        o.u64(key!("bytes_sent"), self.bytes_sent);
+        o.str(key!("cache"), self.cache);
+        o.str(key!("user"), self.user.as_deref());
         if let Some(id) = &self.trace_id {
-            o.str("trace_id", Some(id));
+            o.str(key!("trace_id"), Some(id));
         }
         o.end();
     }

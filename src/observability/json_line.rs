@@ -5,6 +5,14 @@
 
 use crate::netfmt;
 
+/// `key!("ts")` is `"ts":`, the form [`Object`]'s methods take keys in.
+macro_rules! key {
+    ($k:literal) => {
+        concat!("\"", $k, "\":")
+    };
+}
+pub(crate) use key;
+
 /// One object being written: `{"a":1,"b":"x"}`.
 pub(crate) struct Object<'a> {
     out: &'a mut String,
@@ -17,15 +25,14 @@ impl<'a> Object<'a> {
         Object { out, first: true }
     }
 
-    /// Writes `"key":` (keys are this crate's literals: never escaped).
+    /// Writes a key, given already quoted with its colon (`"ts":`, see
+    /// [`key!`]): one copy per field. Keys are this crate's literals.
     fn key(&mut self, key: &str) -> &mut String {
         if !self.first {
             self.out.push(',');
         }
         self.first = false;
-        self.out.push('"');
         self.out.push_str(key);
-        self.out.push_str("\":");
         self.out
     }
 
@@ -147,15 +154,15 @@ mod tests {
     fn objects_and_numbers() {
         let mut out = String::new();
         let mut o = Object::begin(&mut out);
-        o.str("a", Some("x"));
-        o.str("b", None);
-        o.u64("n", 42);
-        o.millis("d", Some(1.23456));
-        o.millis("e", Some(2.0));
-        o.millis("f", Some(f64::NAN));
-        o.millis("g", None);
-        o.plain_with("t", |s| s.push_str("2026"));
-        o.null("z");
+        o.str(key!("a"), Some("x"));
+        o.str(key!("b"), None);
+        o.u64(key!("n"), 42);
+        o.millis(key!("d"), Some(1.23456));
+        o.millis(key!("e"), Some(2.0));
+        o.millis(key!("f"), Some(f64::NAN));
+        o.millis(key!("g"), None);
+        o.plain_with(key!("t"), |s| s.push_str("2026"));
+        o.null(key!("z"));
         o.end();
         assert_eq!(
             out,

@@ -25,7 +25,7 @@ pub(crate) enum GatewayError {
     /// The route's authentication refused the request (401/403/503).
     Auth(AuthDenied),
     /// Over a rate limit (429); the state of the limit to report.
-    RateLimited(LimitState),
+    RateLimited(Box<LimitState>),
     /// A Redis-backed limit could not be checked and `on_error: deny`.
     RateLimitUnavailable,
     /// Body over `server.max_body` (413).

@@ -46,24 +46,24 @@ pub(super) async fn limit(
     if route.rate_limits.is_empty() {
         return Ok(());
     }
-    let key_of = |k: &LimitKey| -> Option<String> {
+    // Appends the limit's key to `out`; false: none (then the client IP).
+    let key_of = |k: &LimitKey, out: &mut String| -> bool {
         match k {
-            LimitKey::ClientIp => None,
-            LimitKey::Consumer => identity?.user.clone(),
-            LimitKey::Claim(name) => identity?
-                .claims
-                .as_ref()?
-                .get(name)
-                .map(|v| crate::http::claim_text(v).into_owned()),
+            LimitKey::ClientIp => false,
+            LimitKey::Consumer => identity
+                .and_then(|i| i.user.as_deref())
+                .map(|u| out.push_str(u))
+                .is_some(),
+            LimitKey::Claim(name) => identity
+                .and_then(|i| i.claims.as_ref()?.get(name))
+                .map(|v| out.push_str(&crate::http::claim_text(v)))
+                .is_some(),
             LimitKey::Header(h) => headers
                 .get(h)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                .map(|v| out.push_str(&String::from_utf8_lossy(v.as_bytes())))
+                .is_some(),
         }
     };
-    let mut fallback = String::new();
-    if let Some(ip) = client {
-        crate::netfmt::push_ip(&mut fallback, ip);
-    }
     let on_redis_error = |store: &rate_limit::RedisStore, e: &str| {
         state.metrics.redis_errors.inc();
         if store.should_log() {
@@ -74,7 +74,7 @@ pub(super) async fn limit(
             );
         }
     };
-    let verdict = rate_limit::check(&route.rate_limits, key_of, &fallback, on_redis_error).await;
+    let verdict = rate_limit::check(&route.rate_limits, key_of, client, on_redis_error).await;
     let count = |over: &[Arc<str>]| {
         let Some(m) = &route.metrics else { return };
         for (limit, counter) in route.rate_limits.iter().zip(m.limited.iter()) {
@@ -91,7 +91,7 @@ pub(super) async fn limit(
         Verdict::Exceeded { report: r, over } => {
             count(&over);
             *report = Some(r.clone());
-            Err(GatewayError::RateLimited(r))
+            Err(GatewayError::RateLimited(Box::new(r)))
         }
         Verdict::Unavailable { over } => {
             count(&over);
