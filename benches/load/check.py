@@ -2,7 +2,7 @@
 """Proof that each policies target of the load benchmark enforces what it
 claims, before any number is compared.
 
-  python3 benches/load/check.py [--binary B] [--targets policies,haproxy-policies]
+  python3 benches/load/check.py [--binary B] [--targets policies,haproxy-policies,pingap-policies]
 
 Each target runs against an echo upstream (the request headers it received,
 as JSON) on the benchmark's upstream ports. Checked, on every target:
@@ -14,7 +14,9 @@ as JSON) on the benchmark's upstream ports. Checked, on every target:
 - the access log gets one line per request;
 - with a limit of 3 per minute, the 4th request of one `sub` gets 429.
 A check that fails is printed as FAIL with what was seen; the script exits
-non-zero if any did. A peer that cannot do something says so here.
+non-zero if any did. A peer that cannot do something says so here: a
+check listed in GAPS for that target prints as `gap` with the reason
+(what the check saw is still printed) and does not fail the run.
 """
 
 import argparse
@@ -34,6 +36,23 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
 import run  # noqa: E402
+
+
+# What a peer cannot do, by check; `None`: the check is not run at all.
+GAPS = {
+    "pingap-policies": {
+        "X-User-Id is the token's sub, client copy removed": "its jwt plugin forwards no claim",
+        "refused: HS512 (not allowed)": "its jwt plugin accepts an HS512 token although `algorithm = \"HS256\"`",
+        "refused: no exp": "its jwt plugin accepts tokens without `exp`",
+        "metrics count": None,  # its Prometheus exporter needs a build feature left out
+        "one log line per request": None,  # its access log is not configured in this harness
+        "3/min limit: 4th request is 429": "Pingora's Rate refuses from the second window on",
+    },
+}
+NOT_RUN = {
+    "metrics count": "no Prometheus exporter in this Pingap build (a build feature)",
+    "one log line per request": "its access log is not set up by this harness (a text template, not JSON)",
+}
 
 
 class Echo(http.server.BaseHTTPRequestHandler):
@@ -92,11 +111,13 @@ class Target:
         self.name, self.work = name, work
         if name.startswith("haproxy"):
             cmd = peers.haproxy_cmd(work, True, limit)
+        elif name.startswith("pingap"):
+            cmd = ["sh", "-c", f"exec {' '.join(peers.pingap_cmd(work, True, limit))} 2> {work}/stderr.log"]
         else:
             conf = run.gatehouse_conf(work, name, limit=limit)
             cmd = ["sh", "-c", f"exec {binary} -c {conf} 2> {work}/stderr.log"]
-        self.proc = run.Proc(f"gatehouse-{name}" if not name.startswith("haproxy") else name, cmd, 1,
-                             run.PROXY_PORT)
+        peer = name.startswith("haproxy") or name.startswith("pingap")
+        self.proc = run.Proc(name if peer else f"gatehouse-{name}", cmd, 1, run.PROXY_PORT)
 
     def log_lines(self, path):
         # Lines of proxied requests to `path` only: HAProxy also logs the
@@ -111,10 +132,21 @@ class Target:
 def check_target(name, binary, work, report):
     ok = True
 
+    gaps = GAPS.get(name, {})
+
     def expect(what, cond, seen=""):
         nonlocal ok
-        ok &= bool(cond)
-        report.append(f"{'ok  ' if cond else 'FAIL'} {name:18s} {what}" + ("" if cond else f"  (seen: {seen})"))
+        gap = next((why for check, why in gaps.items() if what.startswith(check)), None)
+        if cond:
+            report.append(f"ok   {name:18s} {what}")
+        elif gap:
+            report.append(f"gap  {name:18s} {what}: {gap}  (seen: {seen})")
+        else:
+            ok = False
+            report.append(f"FAIL {name:18s} {what}  (seen: {seen})")
+
+    def not_run(what):
+        return what in gaps and gaps[what] is None
 
     path = "/api/orders/7"
     t = Target(name, binary, work)
@@ -135,16 +167,22 @@ def check_target(name, binary, work, report):
         for what, h in refused.items():
             status, _ = get(run.PROXY_PORT, path, h)
             expect(f"refused: {what}", status in (401, 403), status)
-        before_m = metric_total(get(run.ADMIN_PORT, "/metrics", {})[1].decode(), name)
+        scrape = not not_run("metrics count")
+        before_m = metric_total(get(run.ADMIN_PORT, "/metrics", {})[1].decode(), name) if scrape else 0
         before_l = t.log_lines(path)
         n = 20
         for _ in range(n):
             get(run.PROXY_PORT, path, {"Authorization": f"Bearer {token()}"})
         time.sleep(1.5)  # log writers flush on their own schedule
-        after_m = metric_total(get(run.ADMIN_PORT, "/metrics", {})[1].decode(), name)
-        expect(f"metrics count {n} requests", after_m - before_m >= n, after_m - before_m)
-        lines = t.log_lines(path) - before_l
-        expect(f"one log line per request ({n})", lines == n, lines)
+        for what in ("metrics count", "one log line per request"):
+            if not_run(what):
+                report.append(f"n/a  {name:18s} {what}: {NOT_RUN[what]}")
+        if scrape:
+            after_m = metric_total(get(run.ADMIN_PORT, "/metrics", {})[1].decode(), name)
+            expect(f"metrics count {n} requests", after_m - before_m >= n, after_m - before_m)
+        if not not_run("one log line per request"):
+            lines = t.log_lines(path) - before_l
+            expect(f"one log line per request ({n})", lines == n, lines)
     finally:
         t.proc.stop()
     time.sleep(0.3)
@@ -160,7 +198,9 @@ def check_target(name, binary, work, report):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(run.ROOT, "target/release/gatehouse"))
-    ap.add_argument("--targets", default="policies,haproxy-policies")
+    ap.add_argument("--targets", default="policies,haproxy-policies" + (
+        ",pingap-policies" if os.path.exists(peers.PINGAP) else ""),
+        help="default: policies, haproxy-policies, and pingap-policies when Pingap is built")
     args = ap.parse_args()
     servers = []
     for port in run.UP_PORTS:

@@ -12,6 +12,8 @@ the admin port; one JSON access-log line per request in `access.log`.
 """
 
 import os
+import sys
+import subprocess
 
 from run import PROXY_PORT, ADMIN_PORT, ROUTES, SECRET
 
@@ -122,7 +124,15 @@ def pingap_conf(work, policies, limit=100_000_000):
     return path
 
 
+def build_pingap():
+    """`run.py --build-pingap`: the cargo install line above, once (cargo
+    skips it when that version is already installed there)."""
+    cmd = ["cargo", "install", "pingap@0.13.1", "--locked", "--features", "tracing", "--root", PINGAP_ROOT]
+    print("building Pingap (about 20 minutes):", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
+
+
 def pingap_cmd(work, policies, limit=100_000_000):
     if not os.path.exists(PINGAP):
-        raise SystemExit(f"no Pingap at {PINGAP}: see peers.py for the cargo install line")
+        raise SystemExit(f"no Pingap at {PINGAP}: run.py --build-pingap builds it (see peers.py)")
     return [PINGAP, "-c", pingap_conf(work, policies, limit)]

@@ -323,7 +323,12 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="gatehouse server.threads (and nginx worker_processes)")
     ap.add_argument("--work-stealing", action="store_true", help="gatehouse server.work_stealing: true")
     ap.add_argument("--sut-cpus", default="1", help="CPUs the proxy under test may use (taskset list)")
+    ap.add_argument("--build-pingap", action="store_true",
+                    help="first build Pingap 0.13.1 into PINGAP_ROOT with cargo install (about 20 minutes)")
     args = ap.parse_args()
+    if args.build_pingap:
+        import peers
+        peers.build_pingap()
 
     work = tempfile.mkdtemp(prefix="gh-bench-")
     procs = []
@@ -396,7 +401,7 @@ def main():
         extra = {}
         if args.rss_conns:
             # Memory under many open connections: gatehouse with every policy on.
-            for t in ["nginx", "haproxy-policies", "policies"]:
+            for t in ["nginx", "haproxy-policies", "pingap-policies", "policies"]:
                 if t not in targets:
                     continue
                 p = start(t)
