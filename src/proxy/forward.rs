@@ -200,8 +200,8 @@ pub(crate) fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader
             continue;
         }
         if t.eq_ignore_ascii_case(b"keep-alive") {
-            if resp.headers.contains_key(KEEP_ALIVE) {
-                named.push(http::HeaderName::from_static(KEEP_ALIVE));
+            if resp.headers.contains_key(&KEEP_ALIVE) {
+                named.push(KEEP_ALIVE);
             }
             continue;
         }
@@ -216,7 +216,8 @@ pub(crate) fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader
     }
 }
 
-const KEEP_ALIVE: &str = "keep-alive";
+/// Parsed once: a `&str` name is parsed again on every lookup.
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
 
 /// Removes identity headers (and their `_` spellings, which some upstream
 /// frameworks read as `-`) from a client request.
