@@ -18,6 +18,7 @@ pub(crate) mod names {
     pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 }
 
 pub(crate) use normalize::{normalize_path, NormalizeError};

@@ -170,28 +170,44 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// The `Cache-Status` member (RFC 9211).
+    /// The `Cache-Status` member (RFC 9211), as a string (tests).
+    #[cfg(test)]
     pub(crate) fn cache_status(&self) -> String {
+        let mut out = String::with_capacity(48);
+        self.push_cache_status(&mut out);
+        out
+    }
+
+    /// Appends the `Cache-Status` member (RFC 9211) to `out`, without
+    /// `format!` (it is written on every response of a cached route).
+    pub(crate) fn push_cache_status(&self, out: &mut String) {
+        let flag = |out: &mut String, on: bool, text: &str| {
+            if on {
+                out.push_str(text);
+            }
+        };
+        out.push_str("gatehouse; ");
         match *self {
             Outcome::Hit { ttl, collapsed } => {
-                format!(
-                    "gatehouse; hit; ttl={ttl}{}",
-                    if collapsed { "; collapsed" } else { "" }
-                )
+                out.push_str("hit; ttl=");
+                if ttl < 0 {
+                    out.push('-');
+                }
+                crate::netfmt::push_u64(out, ttl.unsigned_abs());
+                flag(out, collapsed, "; collapsed");
             }
-            Outcome::Miss { stored, collapsed } => format!(
-                "gatehouse; fwd=miss{}{}",
-                if stored { "; stored" } else { "" },
-                if collapsed { "; collapsed" } else { "" }
-            ),
+            Outcome::Miss { stored, collapsed } => {
+                out.push_str("fwd=miss");
+                flag(out, stored, "; stored");
+                flag(out, collapsed, "; collapsed");
+            }
             Outcome::Revalidated { status, stored } => {
-                format!(
-                    "gatehouse; fwd=stale; fwd-status={status}{}",
-                    if stored { "; stored" } else { "" }
-                )
+                out.push_str("fwd=stale; fwd-status=");
+                crate::netfmt::push_u64(out, status.into());
+                flag(out, stored, "; stored");
             }
-            Outcome::Method => "gatehouse; fwd=method".into(),
-            Outcome::Bypass => "gatehouse; fwd=bypass".into(),
+            Outcome::Method => out.push_str("fwd=method"),
+            Outcome::Bypass => out.push_str("fwd=bypass"),
         }
     }
 
@@ -447,6 +463,37 @@ mod tests {
         )])));
         assert!(request_wants_revalidation(&req(&[("pragma", "no-cache")])));
         assert!(!request_wants_revalidation(&req(&[])));
+    }
+
+    #[test]
+    fn cache_status_is_what_format_wrote() {
+        let flag = |on: bool, t: &'static str| if on { t } else { "" };
+        for (a, b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for ttl in [-3601, -1, 0, 1, 30, i64::MAX, i64::MIN] {
+                let hit = Outcome::Hit { ttl, collapsed: a };
+                let want = format!("gatehouse; hit; ttl={ttl}{}", flag(a, "; collapsed"));
+                assert_eq!(hit.cache_status(), want);
+            }
+            let miss = Outcome::Miss {
+                stored: a,
+                collapsed: b,
+            };
+            let want = format!(
+                "gatehouse; fwd=miss{}{}",
+                flag(a, "; stored"),
+                flag(b, "; collapsed")
+            );
+            assert_eq!(miss.cache_status(), want);
+            let reval = Outcome::Revalidated {
+                status: 304,
+                stored: a,
+            };
+            let want = format!(
+                "gatehouse; fwd=stale; fwd-status=304{}",
+                flag(a, "; stored")
+            );
+            assert_eq!(reval.cache_status(), want);
+        }
     }
 
     #[test]

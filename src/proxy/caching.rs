@@ -9,6 +9,7 @@
 
 use super::pipeline::Source;
 use crate::cache::store::PurgeTag;
+use crate::http::names;
 use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
 use crate::runtime::{GatewayState, Route};
@@ -201,27 +202,34 @@ fn observed(session: &Session, resp_status: u16, cache: &CacheCtx) -> Outcome {
 /// a miss that was not stored.
 pub(super) fn decorate(
     session: &Session,
-    resp: &mut ResponseHeader,
+    status: u16,
+    headers: &mut http::HeaderMap,
     cache: &mut CacheCtx,
     source: &Source,
 ) -> pingora::Result<()> {
     let outcome = match source {
-        Source::Upstream => observed(session, resp.status.as_u16(), cache),
+        Source::Upstream => observed(session, status, cache),
         _ => cache.outcome.unwrap_or(Outcome::Miss {
             stored: false,
             collapsed: false,
         }),
     };
     cache.outcome = Some(outcome);
-    let mut value = outcome.cache_status();
-    if let Some(up) = resp
-        .headers
-        .get("cache-status")
+    // An upstream's (or a stored) `Cache-Status` keeps its members; ours
+    // is the last (RFC 9211 §2).
+    let mut value = String::with_capacity(64);
+    if let Some(up) = headers
+        .get(&names::CACHE_STATUS)
         .and_then(|v| v.to_str().ok())
     {
-        value = format!("{up}, {value}");
+        value.push_str(up);
+        value.push_str(", ");
     }
-    resp.insert_header("cache-status", value)?;
+    outcome.push_cache_status(&mut value);
+    let value = http::HeaderValue::try_from(value).map_err(|e| {
+        pingora::Error::because(pingora::ErrorType::InternalError, "Cache-Status", e)
+    })?;
+    headers.insert(names::CACHE_STATUS, value);
     Ok(())
 }
 

@@ -150,7 +150,8 @@ pub(super) fn response(
     // 1. The request id and 2. the reported rate limit (a 401 on a
     //    limited route shows it too), into the head's own map.
     let (mut parts, reason) = heads::response_parts(resp);
-    heads::reserve(&mut parts.headers, if cx.limit.is_some() { 7 } else { 1 })?;
+    let more = if cx.limit.is_some() { 7 } else { 1 } + usize::from(cx.cache.is_some());
+    heads::reserve(&mut parts.headers, more)?;
     if !cx.request_id.is_empty() {
         let id = heads::value(&cx.request_id)?;
         heads::put(&mut parts.headers, names::X_REQUEST_ID, id)?;
@@ -158,11 +159,12 @@ pub(super) fn response(
     if let Some(limit) = &cx.limit {
         limit.add_to(&mut parts.headers);
     }
-    *resp = heads::response_from(parts, reason)?;
     // 3. Cache-Status, on cached routes.
     if let Some(cache) = &mut cx.cache {
-        caching::decorate(session, resp, cache, &source)?;
+        let status = parts.status.as_u16();
+        caching::decorate(session, status, &mut parts.headers, cache, &source)?;
     }
+    *resp = heads::response_from(parts, reason)?;
     let Some((route, vars)) = cx.route_and_vars() else {
         return Ok(());
     };
