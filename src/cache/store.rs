@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, RwLock};
 const OVERHEAD: usize = 512;
 const CHUNK: usize = 64 * 1024;
 
-/// What a cached object was stored for, attached to the `CacheKey`'s
-/// extensions by the proxy.
+/// What a cached object was stored for, read back from its `CacheKey`
+/// (`cache::tag_of`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeTag {
     pub host: String,
@@ -411,7 +411,7 @@ impl Storage for MemoryStore {
             meta,
             chunks: Vec::new(),
             reserved: base,
-            tag: key.extensions.get::<PurgeTag>().cloned(),
+            tag: super::tag_of(key),
             finished: false,
             decoded,
         }))
