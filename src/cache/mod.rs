@@ -90,7 +90,11 @@ mod tests {
 
     #[test]
     fn the_tag_reads_back_from_the_key() {
-        for t in [tag("a.example", "/p", "x=1"), tag("", "/", ""), tag("h", "/ü/\u{0}", "q")] {
+        for t in [
+            tag("a.example", "/p", "x=1"),
+            tag("", "/", ""),
+            tag("h", "/ü/\u{0}", "q"),
+        ] {
             assert_eq!(tag_of(&key("https", "route", &t)), Some(t));
         }
         assert_eq!(tag_of(&CacheKey::new("not ours", "")), None);
