@@ -150,7 +150,7 @@ pub(super) fn response(
     // 1. The request id and 2. the reported rate limit (a 401 on a
     //    limited route shows it too), into the head's own map.
     let (mut parts, reason) = heads::response_parts(resp);
-    let more = if cx.limit.is_some() { 7 } else { 1 } + usize::from(cx.cache.is_some());
+    let more = (if cx.limit.is_some() { 7 } else { 1 }) + usize::from(cx.cache.is_some());
     heads::reserve(&mut parts.headers, more)?;
     if !cx.request_id.is_empty() {
         let id = heads::value(&cx.request_id)?;

@@ -219,8 +219,8 @@ impl Limit {
     }
 }
 
-/// Counts one request against every limit of a route. `key_of` gives the
-/// value a limit counts by; `None` falls back to `fallback` (the client IP).
+/// Counts one request against every limit of a route. `key_of` appends
+/// the value a limit counts by; `false` (none) falls back to `client`.
 pub async fn check(
     limits: &[Arc<Limit>],
     key_of: impl Fn(&LimitKey, &mut String) -> bool,
