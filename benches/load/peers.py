@@ -85,9 +85,9 @@ def haproxy_cmd(work, policies, limit=100_000_000):
     return ["sh", "-c", f"exec haproxy -db -f {conf} > {work}/access.log"]
 
 
-# Pingap 0.13.1 (Pingora 0.8): `cargo install pingap@0.13.1 --locked
-# --features tracing --root ~/.cache/gatehouse-bench/pingap` (about 20
-# minutes of both cores, needs protobuf-compiler); `PINGAP_ROOT` moves it.
+# Pingap 0.13.1 (Pingora 0.8), built by `build_pingap` below (`run.py
+# --build-pingap`; about 20 minutes of both cores, needs protobuf-compiler)
+# into ~/.cache/gatehouse-bench/pingap; `PINGAP_ROOT` moves it.
 PINGAP_ROOT = os.path.expanduser(os.environ.get("PINGAP_ROOT", "~/.cache/gatehouse-bench/pingap"))
 PINGAP = os.path.join(PINGAP_ROOT, "bin", "pingap")
 
@@ -125,8 +125,8 @@ def pingap_conf(work, policies, limit=100_000_000):
 
 
 def build_pingap():
-    """`run.py --build-pingap`: the cargo install line above, once (cargo
-    skips it when that version is already installed there)."""
+    """`run.py --build-pingap`: cargo install into PINGAP_ROOT (cargo skips
+    it when that version is already installed there)."""
     cmd = ["cargo", "install", "pingap@0.13.1", "--locked", "--features", "tracing", "--root", PINGAP_ROOT]
     print("building Pingap (about 20 minutes):", " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True)
