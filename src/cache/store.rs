@@ -28,6 +28,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 /// Bookkeeping bytes charged per object on top of body and headers.
 const OVERHEAD: usize = 512;
@@ -84,6 +85,21 @@ impl DecodedMeta {
         }
         meta
     }
+}
+
+/// A fresh stored response, as [`MemoryStore::fresh`] hands it out.
+pub(crate) struct Fresh {
+    /// The stored head's parts: its header map cloned without Pingora's
+    /// name-case map, which every response drops anyway
+    /// (`proxy::heads`).
+    pub head: http::response::Parts,
+    /// A reason phrase other than the status's usual one.
+    pub reason: Option<String>,
+    pub body: Bytes,
+    /// Whole seconds since it was stored: the `Age` field.
+    pub age: u64,
+    /// Whole seconds of freshness left.
+    pub ttl: i64,
 }
 
 struct Entry {
@@ -212,6 +228,36 @@ impl MemoryStore {
             let mut idx = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
             idx.entry(tag.path).or_default().insert(key);
         }
+    }
+
+    /// The object under `key` when it can be served as stored, for the hit
+    /// fast path (`proxy::caching::fresh_hit`): kept decoded, fresh at
+    /// `now` (Pingora's `is_fresh`: `fresh_until >= now`) and not a Vary
+    /// variant. Promoted like a [`Storage::lookup`] hit. `None` sends the
+    /// request through Pingora's cache phases instead.
+    pub(crate) fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+        let entry = self.entries.read().ok()?.get(key).cloned()?;
+        let meta = entry.decoded.as_ref()?;
+        if meta.variance.is_some() {
+            return None;
+        }
+        let left = meta.fresh_until.duration_since(now).ok()?;
+        self.lru.promote(lru_key(key));
+        let status = meta.header.status;
+        Some(Fresh {
+            head: meta.header.as_owned_parts(),
+            reason: meta
+                .header
+                .get_reason_phrase()
+                .filter(|r| Some(*r) != status.canonical_reason())
+                .map(str::to_owned),
+            body: entry.body.clone(),
+            age: now
+                .duration_since(meta.created)
+                .unwrap_or_default()
+                .as_secs(),
+            ttl: left.as_secs() as i64,
+        })
     }
 
     /// Removes every object stored for `path` (and, when given, that exact

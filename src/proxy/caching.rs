@@ -14,7 +14,7 @@ use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
 use crate::runtime::{GatewayState, Route};
 use http::Method;
-use pingora::cache::key::HashBinary;
+use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
@@ -110,6 +110,74 @@ pub(super) fn enable(state: &GatewayState, session: &mut Session, cache: &mut Ca
         return;
     }
     state.cache.enable(session);
+}
+
+/// Request headers that need Pingora's hit path (conditionals, ranges,
+/// request cache directives, a body): with any of them, a hit is not taken
+/// by [`fresh_hit`].
+const NEEDS_HIT_PATH: [http::HeaderName; 10] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::CACHE_CONTROL,
+    http::header::PRAGMA,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+];
+
+/// The hit fast path, in `request_filter`: a plain GET whose stored answer
+/// is fresh, has no Vary variance and a `Content-Length` gets the stored
+/// head (with `Age`, as Pingora's hit does) and body at once, skipping
+/// Pingora's lookup, lock and hit state machine (about a third of a hit's
+/// instructions). Every other cached request returns `None` and goes on to
+/// Pingora's cache phases unchanged: HEAD, conditional and range requests,
+/// request `Cache-Control`/`Pragma`, a request body, stale or Vary'd
+/// entries, bodies without a length.
+pub(super) fn fresh_hit(
+    state: &GatewayState,
+    session: &Session,
+    route: &Route,
+    cache: &mut CacheCtx,
+    compress: Option<&super::compress::CompressCtx>,
+) -> Option<(Box<ResponseHeader>, bytes::Bytes)> {
+    let req = session.req_header();
+    if cache.outcome.is_some()
+        || req.method != Method::GET
+        || req.headers.keys().any(|n| NEEDS_HIT_PATH.contains(n))
+    {
+        return None;
+    }
+    let hash = key(session, route, cache).combined_bin();
+    let fresh = state.cache.store.fresh(&hash, SystemTime::now())?;
+    let encoding = compress.map(super::compress::variant);
+    let mut head = fresh.head;
+    let length = head.headers.get(http::header::CONTENT_LENGTH)?;
+    length.to_str().ok()?.parse::<usize>().ok()?;
+    if policy::variance(&head.headers, req, encoding).is_some() {
+        return None;
+    }
+    // The clone is full: room for `Age`, `Accept-Ranges` and what
+    // `pipeline::response` adds (request id, Cache-Status, up to 7
+    // rate-limit fields) in one grow.
+    super::heads::reserve(&mut head.headers, 11).ok()?;
+    let age = http::HeaderValue::from(fresh.age);
+    super::heads::put(&mut head.headers, http::header::AGE, age).ok()?;
+    // A 200 with a length can be asked for in ranges: Pingora's hit path
+    // says so (its `range_header_filter`, as nginx does).
+    if head.status == http::StatusCode::OK {
+        let bytes = http::HeaderValue::from_static("bytes");
+        super::heads::put(&mut head.headers, http::header::ACCEPT_RANGES, bytes).ok()?;
+    }
+    head.version = http::Version::HTTP_11;
+    let header = Box::new(super::heads::response_from(head, fresh.reason).ok()?);
+    cache.outcome = Some(Outcome::Hit {
+        ttl: fresh.ttl,
+        collapsed: false,
+    });
+    Some((header, fresh.body))
 }
 
 pub(super) fn key(session: &Session, route: &Route, cache: &CacheCtx) -> CacheKey {

@@ -151,6 +151,15 @@ impl ProxyHttp for Gateway {
                 session.write_response_header(resp, true).await?;
                 Ok(true)
             }
+            Ok(Answer::Cached(mut resp, body)) => {
+                pipeline::response(session, &mut resp, ctx, Source::Upstream)?;
+                let empty = body.is_empty();
+                session.write_response_header(resp, empty).await?;
+                if !empty {
+                    session.write_response_body(Some(body), true).await?;
+                }
+                Ok(true)
+            }
             Err(e) => refuse(session, ctx, e).await,
         }
     }

@@ -20,6 +20,9 @@ pub(super) enum Answer {
     Continue,
     /// Answered by gatehouse (a CORS preflight): decorate and send this.
     Respond(Box<ResponseHeader>),
+    /// A fresh cache hit (`caching::fresh_hit`): decorate as a proxied
+    /// response and send it with this body.
+    Cached(Box<ResponseHeader>, bytes::Bytes),
 }
 
 /// Where a response comes from, for [`response`].
@@ -135,6 +138,17 @@ pub(super) async fn request(
     //    upstream response is encoded before the cache stores it.
     if let Some(cfg) = &route.compress {
         cx.compress = Some(super::compress::request(cfg, headers));
+    }
+    // 9. A fresh hit that needs none of Pingora's cache machinery is
+    //    answered from the store here (`caching::fresh_hit`); every other
+    //    request on a cached route goes on to Pingora's cache phases.
+    if let Some(cache) = &mut cx.cache {
+        let compress = cx.compress.as_ref();
+        if let Some((head, body)) = caching::fresh_hit(state, session, route, cache, compress) {
+            super::trace::cache_lookup(cx);
+            super::trace::cache_result(cx, "hit");
+            return Ok(Answer::Cached(head, body));
+        }
     }
     Ok(Answer::Continue)
 }

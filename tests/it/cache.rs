@@ -330,6 +330,49 @@ fn error_responses_of_odd_requests_are_not_cached() {
     assert_eq!(r.status, 200, "the 400 was not stored");
 }
 
+/// A plain GET on a fresh entry is answered in `request_filter` from the
+/// store; a request that needs a validator or a range goes through
+/// Pingora's hit path. Both must give the same answer.
+#[test]
+fn fresh_hits_answer_like_pingoras_hit_path() {
+    let e = env("");
+    e.up.set_etag("\"v1\"");
+    let first = get(&e.gw, "/c/fast?q=1", "");
+    assert_eq!(status(&first), "gatehouse; fwd=miss; stored");
+    let fast = get(&e.gw, "/c/fast?q=1", "");
+    // A validator that matches nothing: Pingora's hit path, a full 200.
+    let slow = get(&e.gw, "/c/fast?q=1", "If-None-Match: \"other\"\r\n");
+    for r in [&fast, &slow] {
+        assert_eq!(r.status, 200);
+        assert!(
+            status(r).starts_with("gatehouse; hit; ttl="),
+            "{}",
+            status(r)
+        );
+        assert_eq!(r.body, first.body);
+    }
+    // Same fields, apart from the per-request id and the clocks.
+    let fields = |r: &RawResponse| {
+        let mut v: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .filter(|(k, _)| !["x-request-id", "age", "cache-status"].contains(&k.as_str()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(fields(&fast), fields(&slow));
+    assert!(fast.header("age").is_some() && fast.header("x-request-id").is_some());
+    // Validators and ranges on a fresh entry still work.
+    let not_modified = get(&e.gw, "/c/fast?q=1", "If-None-Match: \"v1\"\r\n");
+    assert_eq!(not_modified.status, 304);
+    let part = get(&e.gw, "/c/fast?q=1", "Range: bytes=0-3\r\n");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, first.body[..4]);
+    assert_eq!(e.up.hits(), 1, "every answer came from the store");
+}
+
 #[test]
 fn head_after_get_is_a_hit() {
     let e = env("");
