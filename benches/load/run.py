@@ -401,7 +401,7 @@ def main():
         extra = {}
         if args.rss_conns:
             # Memory under many open connections: gatehouse with every policy on.
-            for t in ["nginx", "haproxy-policies", "pingap-policies", "policies"]:
+            for t in ["nginx", "haproxy-policies", "pingap-policies", "policies", "policies@alt"]:
                 if t not in targets:
                     continue
                 p = start(t)
