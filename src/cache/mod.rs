@@ -3,6 +3,7 @@
 //! leaked once when the gateway is built (one allocation per gateway, not
 //! per config reload; `cache.max_size` therefore only changes with `-u`).
 
+mod decoded;
 pub(crate) mod store;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -46,12 +47,18 @@ impl Cache {
 /// different requests can spell the same key. `Vary`'d headers are added
 /// by Pingora as the variance. The tag lets purges find the entry.
 pub fn key(scheme: &str, route: &str, tag: &PurgeTag) -> CacheKey {
+    CacheKey::new(primary(scheme, route, tag), "")
+}
+
+/// The primary bytes of [`key`]; the hit fast path finds entries by them
+/// without hashing them with blake2 (`MemoryStore::fresh`).
+pub(crate) fn primary(scheme: &str, route: &str, tag: &PurgeTag) -> Vec<u8> {
     let mut primary = Vec::with_capacity(64 + tag.path.len() + tag.query.len());
     for part in ["GET", scheme, &tag.host, route, &tag.path, &tag.query] {
         primary.extend_from_slice(&(part.len() as u32).to_be_bytes());
         primary.extend_from_slice(part.as_bytes());
     }
-    CacheKey::new(primary, "")
+    primary
 }
 
 /// The request a [`key`] was built for, read back from its primary bytes

@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
+use super::decoded::{DecodedMeta, Fresh};
+
 /// Bookkeeping bytes charged per object on top of body and headers.
 const OVERHEAD: usize = 512;
 const CHUNK: usize = 64 * 1024;
@@ -43,65 +45,6 @@ pub struct PurgeTag {
     pub query: String,
 }
 
-/// A stored response's metadata kept decoded, so a hit rebuilds it with a
-/// header clone instead of Pingora's serialized form (zstd-compressed
-/// headers: decompressing and re-parsing them was 15% of a hit's
-/// instructions). Only for metadata `CacheMeta::new` can reproduce exactly:
-/// never revalidated (`updated == created`), no epoch override.
-struct DecodedMeta {
-    fresh_until: std::time::SystemTime,
-    created: std::time::SystemTime,
-    swr_secs: u32,
-    sie_secs: u32,
-    variance: Option<HashBinary>,
-    header: pingora::http::ResponseHeader,
-}
-
-impl DecodedMeta {
-    fn capture(meta: &CacheMeta) -> Option<DecodedMeta> {
-        let plain = meta.updated() == meta.created()
-            && meta.provenance() == meta.created()
-            && meta.epoch_override().is_none();
-        plain.then(|| DecodedMeta {
-            fresh_until: meta.fresh_until(),
-            created: meta.created(),
-            swr_secs: meta.stale_while_revalidate_sec(),
-            sie_secs: meta.stale_if_error_sec(),
-            variance: meta.variance(),
-            header: meta.response_header_copy(),
-        })
-    }
-
-    fn rebuild(&self) -> CacheMeta {
-        let mut meta = CacheMeta::new(
-            self.fresh_until,
-            self.created,
-            self.swr_secs,
-            self.sie_secs,
-            self.header.clone(),
-        );
-        if let Some(v) = self.variance {
-            meta.set_variance(v);
-        }
-        meta
-    }
-}
-
-/// A fresh stored response, as [`MemoryStore::fresh`] hands it out.
-pub(crate) struct Fresh {
-    /// The stored head's parts: its header map cloned without Pingora's
-    /// name-case map, which every response drops anyway
-    /// (`proxy::heads`).
-    pub head: http::response::Parts,
-    /// A reason phrase other than the status's usual one.
-    pub reason: Option<String>,
-    pub body: Bytes,
-    /// Whole seconds since it was stored: the `Age` field.
-    pub age: u64,
-    /// Whole seconds of freshness left.
-    pub ttl: i64,
-}
-
 struct Entry {
     id: u64,
     meta: (Vec<u8>, Vec<u8>),
@@ -109,6 +52,9 @@ struct Entry {
     body: Bytes,
     weight: usize,
     tag: Option<PurgeTag>,
+    /// The key's primary bytes, for an entry [`MemoryStore::fresh`] may
+    /// serve (decoded metadata, no Vary variance).
+    primary: Option<Box<[u8]>>,
 }
 
 pub struct MemoryStore {
@@ -118,6 +64,9 @@ pub struct MemoryStore {
     lru: pingora_lru::Lru<HashBinary, 16>,
     inflight: AtomicUsize,
     by_path: Mutex<HashMap<String, HashSet<HashBinary>>>,
+    /// Primary bytes → key hash of the entries [`MemoryStore::fresh`] may
+    /// serve: finding them costs an FxHash of the bytes, not blake2.
+    by_primary: RwLock<rustc_hash::FxHashMap<Box<[u8]>, HashBinary>>,
     next_id: AtomicU64,
 }
 
@@ -134,6 +83,7 @@ impl MemoryStore {
             lru: pingora_lru::Lru::with_capacity(max_bytes, 1024),
             inflight: AtomicUsize::new(0),
             by_path: Mutex::new(HashMap::new()),
+            by_primary: RwLock::new(Default::default()),
             next_id: AtomicU64::new(1),
         }
     }
@@ -159,6 +109,12 @@ impl MemoryStore {
     /// Called when an entry leaves the store (eviction, purge), so that a
     /// purge by path never finds a stale key.
     fn unindex(&self, key: &HashBinary, entry: &Entry) {
+        if let Some(primary) = &entry.primary {
+            let mut idx = self.by_primary.write().unwrap_or_else(|p| p.into_inner());
+            if idx.get(primary) == Some(key) {
+                idx.remove(primary);
+            }
+        }
         if let Some(tag) = &entry.tag {
             let mut idx = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(set) = idx.get_mut(&tag.path) {
@@ -214,6 +170,7 @@ impl MemoryStore {
 
     fn insert(&self, key: HashBinary, entry: Entry) {
         let (weight, tag) = (entry.weight, entry.tag.clone());
+        let primary = entry.primary.clone();
         self.remove(&key);
         // Another object sharing the 64-bit LRU key: it goes.
         if let Some((other, _)) = self.lru.remove(lru_key(&key)) {
@@ -224,18 +181,25 @@ impl MemoryStore {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, Arc::new(entry));
         self.lru.admit(lru_key(&key), key, weight);
+        if let Some(primary) = primary {
+            let mut idx = self.by_primary.write().unwrap_or_else(|p| p.into_inner());
+            idx.insert(primary, key);
+        }
         if let Some(tag) = tag {
             let mut idx = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
             idx.entry(tag.path).or_default().insert(key);
         }
     }
 
-    /// The object under `key` when it can be served as stored, for the hit
-    /// fast path (`proxy::caching::fresh_hit`): kept decoded, fresh at
-    /// `now` (Pingora's `is_fresh`: `fresh_until >= now`) and not a Vary
+    /// The object stored for the key with these `primary` bytes
+    /// (`cache::primary`) when it can be served as stored, for the hit fast
+    /// path (`proxy::caching::fresh_hit`): kept decoded, fresh at `now`
+    /// (Pingora's `is_fresh`: `fresh_until >= now`) and not a Vary
     /// variant. Promoted like a [`Storage::lookup`] hit. `None` sends the
     /// request through Pingora's cache phases instead.
-    pub(crate) fn fresh(&self, key: &HashBinary, now: SystemTime) -> Option<Fresh> {
+    pub(crate) fn fresh(&self, primary: &[u8], now: SystemTime) -> Option<Fresh> {
+        let key = *self.by_primary.read().ok()?.get(primary)?;
+        let key = &key;
         let entry = self.entries.read().ok()?.get(key).cloned()?;
         let meta = entry.decoded.as_ref()?;
         if meta.variance.is_some() {
@@ -357,6 +321,7 @@ struct Miss {
     tag: Option<PurgeTag>,
     finished: bool,
     decoded: Option<DecodedMeta>,
+    primary: Option<Box<[u8]>>,
 }
 
 #[async_trait]
@@ -390,6 +355,7 @@ impl HandleMiss for Miss {
             body: Bytes::from(body),
             weight,
             tag: self.tag.take(),
+            primary: self.primary.take(),
         };
         // Hand the reservation over to the stored object.
         self.store.insert(self.key, entry);
@@ -445,6 +411,9 @@ impl Storage for MemoryStore {
         _: &SpanHandle,
     ) -> Result<MissHandler> {
         let decoded = DecodedMeta::capture(meta);
+        // Only what `fresh` can serve is found by its primary bytes.
+        let plain = decoded.as_ref().is_some_and(|d| d.variance.is_none());
+        let primary = (plain && key.variance_bin().is_none()).then(|| key.primary_key().into());
         let meta = meta.serialize()?;
         let base = meta.0.len() + meta.1.len() + OVERHEAD;
         if base > self.max_object || !self.reserve(base) {
@@ -460,6 +429,7 @@ impl Storage for MemoryStore {
             tag: super::tag_of(key),
             finished: false,
             decoded,
+            primary,
         }))
     }
 
@@ -509,6 +479,8 @@ impl Storage for MemoryStore {
                 body: old.body.clone(),
                 weight: old.weight,
                 tag: old.tag.clone(),
+                // Still indexed; `fresh` skips it (not decoded any more).
+                primary: old.primary.clone(),
             }),
         );
         Ok(true)
@@ -524,28 +496,42 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
+    /// The fast path's index by primary bytes serves fresh entries only,
+    /// and forgets an entry when it leaves the store.
     #[test]
-    fn decoded_meta_rebuilds_the_same_metadata() {
+    fn fresh_entries_are_found_by_primary_bytes_until_purged() {
+        let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(1 << 20)));
+        let tag = PurgeTag {
+            host: "h.example".into(),
+            path: "/p".into(),
+            query: String::new(),
+        };
+        let key = crate::cache::key("http", "r", &tag);
+        let primary = crate::cache::primary("http", "r", &tag);
         let now = SystemTime::now();
         let mut header = pingora::http::ResponseHeader::build(200, None).unwrap();
-        header.insert_header("Content-Type", "text/plain").unwrap();
-        header.insert_header("ETag", "\"v1\"").unwrap();
-        header.append_header("Set-Thing", "a").unwrap();
-        header.append_header("Set-Thing", "b").unwrap();
-        let mut meta = CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, header);
-        meta.set_variance([7u8; 16]);
-        let decoded = DecodedMeta::capture(&meta).expect("plain metadata is captured");
-        let rebuilt = decoded.rebuild();
-        assert_eq!(rebuilt.serialize().unwrap(), meta.serialize().unwrap());
-        assert_eq!(rebuilt.variance(), Some([7u8; 16]));
-        assert_eq!(
-            rebuilt
-                .response_header()
-                .headers
-                .get_all("set-thing")
-                .iter()
-                .count(),
-            2
-        );
+        header.insert_header("Content-Length", "2").unwrap();
+        let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let span = pingora::cache::trace::Span::inactive();
+            let mut miss = store
+                .get_miss_handler(&key, &meta, &span.handle())
+                .await
+                .unwrap();
+            miss.write_body(Bytes::from_static(b"ok"), true)
+                .await
+                .unwrap();
+            miss.finish().await.unwrap();
+        });
+        let hit = store.fresh(&primary, now).expect("a fresh entry");
+        assert_eq!((&hit.body[..], hit.age, hit.ttl), (&b"ok"[..], 0, 60));
+        let later = now + Duration::from_secs(61);
+        assert!(store.fresh(&primary, later).is_none(), "stale");
+        assert_eq!(store.purge_path("/p", None, None), 1);
+        assert!(store.fresh(&primary, now).is_none(), "purged");
+        assert!(store.by_primary.read().unwrap().is_empty());
     }
 }

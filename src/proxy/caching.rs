@@ -14,7 +14,7 @@ use crate::http::normalize_host;
 use crate::policy::cache::{self as policy, Outcome, Storable};
 use crate::runtime::{GatewayState, Route};
 use http::Method;
-use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, CachePhase, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
@@ -150,8 +150,8 @@ pub(super) fn fresh_hit(
     {
         return None;
     }
-    let hash = key(session, route, cache).combined_bin();
-    let fresh = state.cache.store.fresh(&hash, SystemTime::now())?;
+    let primary = crate::cache::primary(crate::http::scheme(session), &route.name, &cache.tag);
+    let fresh = state.cache.store.fresh(&primary, SystemTime::now())?;
     let encoding = compress.map(super::compress::variant);
     let mut head = fresh.head;
     let length = head.headers.get(http::header::CONTENT_LENGTH)?;
