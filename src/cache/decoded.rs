@@ -5,33 +5,40 @@ use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::CacheMeta;
 
-/// A stored response's metadata kept decoded, so a hit rebuilds it with a
-/// header clone instead of Pingora's serialized form (zstd-compressed
-/// headers: decompressing and re-parsing them was 15% of a hit's
-/// instructions). Only for metadata `CacheMeta::new` can reproduce exactly:
-/// never revalidated (`updated == created`), no epoch override.
+/// A stored response's metadata kept decoded. Pingora's hit path rebuilds
+/// it with a header clone instead of parsing Pingora's serialized form
+/// (zstd-compressed headers: decompressing and re-parsing them was 15% of a
+/// hit's instructions), when `CacheMeta::new` can reproduce it exactly
+/// (`exact`: never revalidated, no epoch override). The hit fast path
+/// (`MemoryStore::fresh`) reads it either way.
 pub(super) struct DecodedMeta {
     pub(super) fresh_until: std::time::SystemTime,
     pub(super) created: std::time::SystemTime,
+    /// What `Age` counts from (Pingora's `CacheMeta::epoch`: the last
+    /// validation, or an override).
+    pub(super) epoch: std::time::SystemTime,
     pub(super) swr_secs: u32,
     pub(super) sie_secs: u32,
     pub(super) variance: Option<HashBinary>,
     pub(super) header: pingora::http::ResponseHeader,
+    pub(super) exact: bool,
 }
 
 impl DecodedMeta {
-    pub(super) fn capture(meta: &CacheMeta) -> Option<DecodedMeta> {
-        let plain = meta.updated() == meta.created()
+    pub(super) fn capture(meta: &CacheMeta) -> DecodedMeta {
+        let exact = meta.updated() == meta.created()
             && meta.provenance() == meta.created()
             && meta.epoch_override().is_none();
-        plain.then(|| DecodedMeta {
+        DecodedMeta {
             fresh_until: meta.fresh_until(),
             created: meta.created(),
+            epoch: meta.epoch(),
             swr_secs: meta.stale_while_revalidate_sec(),
             sie_secs: meta.stale_if_error_sec(),
             variance: meta.variance(),
             header: meta.response_header_copy(),
-        })
+            exact,
+        }
     }
 
     pub(super) fn rebuild(&self) -> CacheMeta {
@@ -79,7 +86,8 @@ mod tests {
         header.append_header("Set-Thing", "b").unwrap();
         let mut meta = CacheMeta::new(now + Duration::from_secs(60), now, 5, 7, header);
         meta.set_variance([7u8; 16]);
-        let decoded = DecodedMeta::capture(&meta).expect("plain metadata is captured");
+        let decoded = DecodedMeta::capture(&meta);
+        assert!(decoded.exact, "plain metadata is rebuilt");
         let rebuilt = decoded.rebuild();
         assert_eq!(rebuilt.serialize().unwrap(), meta.serialize().unwrap());
         assert_eq!(rebuilt.variance(), Some([7u8; 16]));

@@ -193,9 +193,9 @@ impl MemoryStore {
 
     /// The object stored for the key with these `primary` bytes
     /// (`cache::primary`) when it can be served as stored, for the hit fast
-    /// path (`proxy::caching::fresh_hit`): kept decoded, fresh at `now`
-    /// (Pingora's `is_fresh`: `fresh_until >= now`) and not a Vary
-    /// variant. Promoted like a [`Storage::lookup`] hit. `None` sends the
+    /// path (`proxy::caching::fresh_hit`): fresh at `now` (Pingora's
+    /// `is_fresh`: `fresh_until >= now`; a revalidated object too) and not
+    /// a Vary variant. `Age` counts from its last validation. Promoted like a [`Storage::lookup`] hit. `None` sends the
     /// request through Pingora's cache phases instead.
     pub(crate) fn fresh(&self, primary: &[u8], now: SystemTime) -> Option<Fresh> {
         let key = *self.by_primary.read().ok()?.get(primary)?;
@@ -216,10 +216,7 @@ impl MemoryStore {
                 .filter(|r| Some(*r) != status.canonical_reason())
                 .map(str::to_owned),
             body: entry.body.clone(),
-            age: now
-                .duration_since(meta.created)
-                .unwrap_or_default()
-                .as_secs(),
+            age: now.duration_since(meta.epoch).unwrap_or_default().as_secs(),
             ttl: left.as_secs() as i64,
         })
     }
@@ -397,8 +394,8 @@ impl Storage for MemoryStore {
         };
         self.lru.promote(lru_key(&combined));
         let meta = match &entry.decoded {
-            Some(d) => d.rebuild(),
-            None => CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?,
+            Some(d) if d.exact => d.rebuild(),
+            _ => CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?,
         };
         let end = entry.body.len();
         Ok(Some((meta, Box::new(Hit { entry, pos: 0, end }))))
@@ -412,8 +409,9 @@ impl Storage for MemoryStore {
     ) -> Result<MissHandler> {
         let decoded = DecodedMeta::capture(meta);
         // Only what `fresh` can serve is found by its primary bytes.
-        let plain = decoded.as_ref().is_some_and(|d| d.variance.is_none());
-        let primary = (plain && key.variance_bin().is_none()).then(|| key.primary_key().into());
+        let plain = decoded.variance.is_none() && key.variance_bin().is_none();
+        let primary = plain.then(|| key.primary_key().into());
+        let decoded = Some(decoded);
         let meta = meta.serialize()?;
         let base = meta.0.len() + meta.1.len() + OVERHEAD;
         if base > self.max_object || !self.reserve(base) {
@@ -465,6 +463,9 @@ impl Storage for MemoryStore {
         _: &SpanHandle,
     ) -> Result<bool> {
         let combined = key.combined_bin();
+        // Revalidated (a 304): no longer exact for Pingora's lookups, still
+        // served by the fast path while fresh.
+        let decoded = Some(DecodedMeta::capture(meta));
         let meta = meta.serialize()?;
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let Some(old) = entries.get(&combined).cloned() else {
@@ -475,11 +476,10 @@ impl Storage for MemoryStore {
             Arc::new(Entry {
                 id: old.id,
                 meta,
-                decoded: None,
+                decoded,
                 body: old.body.clone(),
                 weight: old.weight,
                 tag: old.tag.clone(),
-                // Still indexed; `fresh` skips it (not decoded any more).
                 primary: old.primary.clone(),
             }),
         );
@@ -498,6 +498,47 @@ mod tests {
 
     /// The fast path's index by primary bytes serves fresh entries only,
     /// and forgets an entry when it leaves the store.
+    /// A stale entry refreshed by a 304 (`update_meta`) is served by the
+    /// fast path again, its `Age` counted from the revalidation.
+    #[test]
+    fn revalidated_entries_are_fresh_again() {
+        let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(1 << 20)));
+        let tag = PurgeTag {
+            host: "h.example".into(),
+            path: "/r".into(),
+            query: String::new(),
+        };
+        let key = crate::cache::key("http", "r", &tag);
+        let primary = crate::cache::primary("http", "r", &tag);
+        let now = SystemTime::now();
+        let stored = now - Duration::from_secs(100);
+        let header = pingora::http::ResponseHeader::build(200, None).unwrap();
+        let mut meta = CacheMeta::new(now - Duration::from_secs(1), stored, 0, 0, header);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let span = pingora::cache::trace::Span::inactive();
+        rt.block_on(async {
+            let miss = store.get_miss_handler(&key, &meta, &span.handle()).await;
+            miss.unwrap().finish().await.unwrap();
+        });
+        assert!(store.fresh(&primary, now).is_none(), "stale");
+        meta.update_freshness(now + Duration::from_secs(60), 0, 0);
+        let updated = rt.block_on(store.update_meta(&key, &meta, &span.handle()));
+        assert!(updated.unwrap());
+        let hit = store.fresh(&primary, now).expect("fresh after the 304");
+        assert!(
+            hit.age <= 1,
+            "Age counts from the revalidation: {}",
+            hit.age
+        );
+        assert!(hit.ttl >= 59);
+        // Pingora's own lookup reads the revalidated metadata exactly.
+        let found = rt.block_on(store.lookup(&key, &span.handle())).unwrap();
+        let (looked_up, _) = found.expect("stored");
+        assert_eq!(looked_up.serialize().unwrap(), meta.serialize().unwrap());
+    }
+
     #[test]
     fn fresh_entries_are_found_by_primary_bytes_until_purged() {
         let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(1 << 20)));
