@@ -209,11 +209,29 @@ fn stale_entries_revalidate_with_304() {
     e.up.add_response_header("cache-control", "max-age=1");
     let first = get(&e.gw, "/c/r", "");
     std::thread::sleep(Duration::from_millis(1300));
+    // The 304 makes the entry fresh for a minute.
+    e.up.clear_response_headers();
+    e.up.add_response_header("cache-control", "max-age=60");
     let r = get(&e.gw, "/c/r", "");
     assert_eq!(r.status, 200);
     assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304");
     assert_eq!(e.up.last().header("if-none-match"), Some("\"v1\""));
     assert_eq!(n(&r), n(&first), "the stored body was served");
+    // The refreshed entry is a plain hit again, its Age counted from the
+    // revalidation.
+    let upstream_hits = e.up.hits();
+    let again = get(&e.gw, "/c/r", "");
+    assert!(
+        status(&again).starts_with("gatehouse; hit"),
+        "{}",
+        status(&again)
+    );
+    assert!(
+        matches!(again.header("age"), Some("0" | "1")),
+        "{:?}",
+        again.header("age")
+    );
+    assert_eq!((n(&again), e.up.hits()), (n(&first), upstream_hits));
     // A client's no-cache forces revalidation of a fresh entry too.
     let r = get(&e.gw, "/c/r", "Cache-Control: no-cache\r\n");
     assert_eq!(status(&r), "gatehouse; fwd=stale; fwd-status=304");
