@@ -496,27 +496,39 @@ mod tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
-    /// The fast path's index by primary bytes serves fresh entries only,
-    /// and forgets an entry when it leaves the store.
-    /// A stale entry refreshed by a 304 (`update_meta`) is served by the
-    /// fast path again, its `Age` counted from the revalidation.
-    #[test]
-    fn revalidated_entries_are_fresh_again() {
+    /// A store of its own, the key and primary bytes of `path`, and a
+    /// runtime to drive the `Storage` calls.
+    fn setup(
+        path: &str,
+    ) -> (
+        &'static MemoryStore,
+        CacheKey,
+        Vec<u8>,
+        tokio::runtime::Runtime,
+    ) {
         let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(1 << 20)));
         let tag = PurgeTag {
             host: "h.example".into(),
-            path: "/r".into(),
+            path: path.into(),
             query: String::new(),
         };
         let key = crate::cache::key("http", "r", &tag);
         let primary = crate::cache::primary("http", "r", &tag);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        (store, key, primary, rt)
+    }
+
+    /// A stale entry refreshed by a 304 (`update_meta`) is served by the
+    /// fast path again, its `Age` counted from the revalidation.
+    #[test]
+    fn revalidated_entries_are_fresh_again() {
+        let (store, key, primary, rt) = setup("/r");
         let now = SystemTime::now();
         let stored = now - Duration::from_secs(100);
         let header = pingora::http::ResponseHeader::build(200, None).unwrap();
         let mut meta = CacheMeta::new(now - Duration::from_secs(1), stored, 0, 0, header);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let span = pingora::cache::trace::Span::inactive();
         rt.block_on(async {
             let miss = store.get_miss_handler(&key, &meta, &span.handle()).await;
@@ -539,23 +551,15 @@ mod tests {
         assert_eq!(looked_up.serialize().unwrap(), meta.serialize().unwrap());
     }
 
+    /// The fast path's index by primary bytes serves fresh entries only,
+    /// and forgets an entry when it leaves the store.
     #[test]
     fn fresh_entries_are_found_by_primary_bytes_until_purged() {
-        let store: &'static MemoryStore = Box::leak(Box::new(MemoryStore::new(1 << 20)));
-        let tag = PurgeTag {
-            host: "h.example".into(),
-            path: "/p".into(),
-            query: String::new(),
-        };
-        let key = crate::cache::key("http", "r", &tag);
-        let primary = crate::cache::primary("http", "r", &tag);
+        let (store, key, primary, rt) = setup("/p");
         let now = SystemTime::now();
         let mut header = pingora::http::ResponseHeader::build(200, None).unwrap();
         header.insert_header("Content-Length", "2").unwrap();
         let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         rt.block_on(async {
             let span = pingora::cache::trace::Span::inactive();
             let mut miss = store
