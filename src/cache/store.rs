@@ -195,18 +195,18 @@ impl MemoryStore {
     /// (`cache::primary`) when it can be served as stored, for the hit fast
     /// path (`proxy::caching::fresh_hit`): fresh at `now` (Pingora's
     /// `is_fresh`: `fresh_until >= now`; a revalidated object too) and not
-    /// a Vary variant. `Age` counts from its last validation. Promoted like a [`Storage::lookup`] hit. `None` sends the
-    /// request through Pingora's cache phases instead.
+    /// a Vary variant. `Age` counts from its last validation. Promoted like
+    /// a [`Storage::lookup`] hit. `None` sends the request through
+    /// Pingora's cache phases instead.
     pub(crate) fn fresh(&self, primary: &[u8], now: SystemTime) -> Option<Fresh> {
         let key = *self.by_primary.read().ok()?.get(primary)?;
-        let key = &key;
-        let entry = self.entries.read().ok()?.get(key).cloned()?;
+        let entry = self.entries.read().ok()?.get(&key).cloned()?;
         let meta = entry.decoded.as_ref()?;
         if meta.variance.is_some() {
             return None;
         }
         let left = meta.fresh_until.duration_since(now).ok()?;
-        self.lru.promote(lru_key(key));
+        self.lru.promote(lru_key(&key));
         let status = meta.header.status;
         Some(Fresh {
             head: meta.header.as_owned_parts(),

@@ -143,11 +143,9 @@ pub(super) fn fresh_hit(
     cache: &mut CacheCtx,
     compress: Option<&super::compress::CompressCtx>,
 ) -> Option<(Box<ResponseHeader>, bytes::Bytes)> {
+    // (Other methods already carry their outcome from `prepare`.)
     let req = session.req_header();
-    if cache.outcome.is_some()
-        || req.method != Method::GET
-        || req.headers.keys().any(|n| NEEDS_HIT_PATH.contains(n))
-    {
+    if req.method != Method::GET || req.headers.keys().any(|n| NEEDS_HIT_PATH.contains(n)) {
         return None;
     }
     let primary = crate::cache::primary(crate::http::scheme(session), &route.name, &cache.tag);
