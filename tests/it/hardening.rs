@@ -240,6 +240,11 @@ fn over_max_connections_new_ones_are_closed_and_counted() {
         "server: {{ listen: [\"{{listen}}\"], max_connections: 3 }}\nadmin: {{ listen: \"{{admin}}\" }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: r, upstream: u }}]\n",
         up.addr
     ));
+    // The start-up probe (`wait_listening`) is a connection too: wait until
+    // its close is seen, or it could take one of the three places.
+    assert!(eventually(std::time::Duration::from_secs(5), || {
+        metric(&scrape(&gw), "gatehouse_connections_open", &[]) == 0.0
+    }));
     let idle: Vec<std::net::TcpStream> = (0..3)
         .map(|_| std::net::TcpStream::connect(gw.addr).unwrap())
         .collect();
