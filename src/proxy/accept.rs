@@ -148,13 +148,16 @@ pub(super) async fn shutting_down(watch: &mut ShutdownWatch) {
 }
 
 /// The next request's first bytes, read by `deadline` with no session
-/// built. `None`: the client closed, the deadline passed, or the process
-/// is shutting down. One timer per connection, reset for each wait.
+/// built. `None`: the client closed, the deadline passed, or (on a kept-alive
+/// connection only) the process is shutting down. A new connection's first
+/// request is awaited through a shutdown: the client may have sent it
+/// already, and the drain waits for it (`signals::drain_until_done`). One
+/// timer per connection, reset for each wait.
 async fn first_bytes(
     stream: &mut Stream,
     deadline: Instant,
     timer: &mut Option<Pin<Box<Sleep>>>,
-    watch: &mut ShutdownWatch,
+    watch: Option<&mut ShutdownWatch>,
 ) -> Option<BytesMut> {
     let mut first = [0u8; FIRST_READ];
     let sleep = match timer {
@@ -168,7 +171,12 @@ async fn first_bytes(
         biased;
         r = stream.read(&mut first) => r.ok().filter(|n| *n > 0)?,
         () = sleep.as_mut() => return None,
-        () = shutting_down(watch) => return None,
+        () = async {
+            match watch {
+                Some(w) => shutting_down(w).await,
+                None => std::future::pending().await,
+            }
+        } => return None,
     };
     // Sized to what arrived: the buffer holds the request head for the
     // whole request (4 KiB each was 4 MB at 1,000 busy connections). A
@@ -193,8 +201,8 @@ impl Accept {
         let mut deadline = first;
         let mut reused = false;
         loop {
-            let Some(bytes) = first_bytes(&mut stream, deadline, &mut timer, &mut watch).await
-            else {
+            let watch = reused.then_some(&mut watch);
+            let Some(bytes) = first_bytes(&mut stream, deadline, &mut timer, watch).await else {
                 return;
             };
             head.awaited(&self.state);

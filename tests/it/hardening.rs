@@ -181,21 +181,6 @@ fn a_stalled_request_body_gets_408_and_frees_the_upstream_connection() {
     );
 }
 
-fn closed_within(s: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
-    use std::io::Read;
-    s.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 256];
-    let start = std::time::Instant::now();
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return start.elapsed() < limit,
-        }
-    }
-}
-
 #[test]
 fn the_head_deadline_runs_from_accept_on_plain_and_h2c_listeners() {
     use std::io::Write;

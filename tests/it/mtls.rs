@@ -277,20 +277,6 @@ fn a_reload_rereads_the_client_ca() {
     bin.wait(Duration::from_secs(10));
 }
 
-/// Reads until the peer closes; false if it is still open after `limit`.
-fn closed_within(s: &mut std::net::TcpStream, limit: Duration) -> bool {
-    use std::io::Read;
-    s.set_read_timeout(Some(limit)).unwrap();
-    let mut buf = [0u8; 256];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
-}
-
 #[test]
 fn the_tls_handshake_runs_inside_header_timeout() {
     use std::io::Write;

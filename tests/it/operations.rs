@@ -220,6 +220,38 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
 }
 
+/// A connection accepted before SIGTERM whose first request arrives after it
+/// is served, then closed (a kept-alive idle one is closed at once).
+#[test]
+fn sigterm_serves_the_first_request_of_a_connection_accepted_before_it() {
+    use std::io::{BufReader, Write};
+    let up = Upstream::start("svc");
+    let mut b = spawn_binary(&config(&up, ""), |_| {});
+    let open = || metric(&scrape_at(b.admin), "gatehouse_connections_open", &[]);
+    // The start-up probe's close first, then ours is the one counted.
+    assert!(eventually(Duration::from_secs(5), || open() == 0.0));
+    let mut fresh = TcpStream::connect(b.addr).unwrap();
+    let mut kept = TcpStream::connect(b.addr).unwrap();
+    kept.write_all(b"GET /api/a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut kept = BufReader::new(kept);
+    assert_eq!(read_response(&mut kept).unwrap().status, 200);
+    assert!(eventually(Duration::from_secs(5), || open() == 2.0));
+    b.signal(SIGTERM);
+    assert!(
+        closed_within(kept.get_mut(), Duration::from_secs(5)),
+        "an idle kept-alive connection is closed"
+    );
+    fresh
+        .write_all(b"GET /api/b HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut fresh = BufReader::new(fresh);
+    let r = read_response(&mut fresh).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(b.wait(Duration::from_secs(15)).expect("exited").success());
+}
+
 #[test]
 fn sighup_during_start_up_does_not_kill() {
     let up = Upstream::start("svc");

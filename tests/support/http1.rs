@@ -136,3 +136,20 @@ pub fn get_raw(addr: SocketAddr, path: &str, extra: &str) -> RawResponse {
         format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n{extra}Connection: close\r\n\r\n");
     raw(addr, req.as_bytes()).expect("gateway closed the connection without a response")
 }
+
+/// Whether the peer closes `s` (EOF or reset) within `limit`, reading and
+/// dropping whatever it sends first.
+pub fn closed_within(s: &mut std::net::TcpStream, limit: std::time::Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    let start = std::time::Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return start.elapsed() < limit,
+        }
+    }
+}
