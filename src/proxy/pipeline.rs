@@ -70,7 +70,12 @@ pub(super) async fn request(
             return Err(GatewayError::AccessDenied);
         }
     }
-    session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
+    // The idle timeout, on a connection that stays open: not after
+    // `Connection: close`, an HTTP/1.0 request without keep-alive, or once
+    // the process is shutting down (Pingora turned it off then).
+    if session.get_keepalive().is_some() {
+        session.set_keepalive(Some(snap.config.server.idle_timeout.as_secs().max(1)));
+    }
     // 3. CORS preflight: answered here (204, or 403 for an origin the
     //    route does not allow), never proxied, no credentials needed.
     if let (Some(_), Some(cfg)) = (&preflight, &route.cors) {

@@ -292,6 +292,46 @@ fn hop_by_hop_headers_are_not_forwarded() {
     assert!(seen.header("x-forwarded-for").is_some());
 }
 
+/// Persistence follows the request (RFC 9112 9.3): HTTP/1.0 closes unless
+/// it asks for keep-alive, `Connection: close` closes.
+#[test]
+fn http_1_0_and_connection_close_are_not_kept_alive() {
+    use std::io::{BufReader, Write};
+    let up = Upstream::start("u");
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u }}]\n",
+        up.addr
+    ));
+    let cases: [(&[u8], Option<&str>, bool); 3] = [
+        (b"GET / HTTP/1.0\r\nHost: h\r\n\r\n", None, true),
+        (
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            Some("close"),
+            true,
+        ),
+        (
+            b"GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+            Some("keep-alive"),
+            false,
+        ),
+    ];
+    for (req, connection, closes) in cases {
+        let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+        s.write_all(req).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let resp = read_response(&mut r).unwrap();
+        assert_eq!(resp.status, 200);
+        let what = String::from_utf8_lossy(req);
+        if let Some(c) = connection {
+            assert_eq!(resp.header("connection"), Some(c), "{what}");
+        } else {
+            assert_ne!(resp.header("connection"), Some("keep-alive"), "{what}");
+        }
+        let closed = closed_within(&mut s, std::time::Duration::from_millis(500));
+        assert_eq!(closed, closes, "{what}");
+    }
+}
+
 #[test]
 fn idle_keepalive_connections_are_closed() {
     use std::io::{BufReader, Read, Write};
