@@ -127,6 +127,8 @@ pub(super) async fn peer(
     let mut peer = pool.peer(addr, route.timeout);
     if !route.websocket {
         peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::deny_upgrades();
+    } else if session.is_upgrade_req() {
+        crate::upstream::upgrade::for_handshake(&mut peer);
     }
     let up = &mut cx.upstream;
     up.count += 1;

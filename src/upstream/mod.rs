@@ -16,6 +16,7 @@ pub(crate) mod discovery;
 pub(crate) mod health;
 pub(crate) mod passive;
 pub(crate) mod target;
+pub(crate) mod upgrade;
 
 use crate::config::{TargetAddr, UpstreamConfig};
 use crate::observability::metrics::UpstreamMetrics;

@@ -192,6 +192,40 @@ fn upstream_tls_is_verified_by_default() {
     assert_eq!(c.get(a.url("/v")).send().unwrap().status(), 502);
 }
 
+/// A WebSocket through a TLS upstream: the handshake connection
+/// (`upstream/upgrade.rs`) carries Pingora's TLS like any other.
+#[test]
+fn websocket_tunnels_reach_a_tls_upstream() {
+    use std::io::{BufReader, Read, Write};
+    let up = Upstream::start("svc");
+    let pki = mint_pki("ws");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = write_pki(dir.path(), &pki);
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _b = gateway(&format!(
+        "server:\n  listen: [\"{{listen}}\"]\n  tls: {{ listen: \"{tls}\", cert: \"{}\", key: \"{}\" }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u, websocket: true }}]\n",
+        cert.display(),
+        key.display(),
+        up.addr
+    ));
+    wait_listening(tls);
+    let a = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"], upstream_ca: \"{}\" }}\nupstreams: {{ b: {{ targets: [\"{tls}\"], tls: true, sni: {HOST} }} }}\nroutes: [{{ name: all, upstream: b, websocket: true }}]\n",
+        ca.display()
+    ));
+    let mut s = std::net::TcpStream::connect(a.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut BufReader::new(s.try_clone().unwrap())).unwrap();
+    assert_eq!(head.status, 101);
+    let frame = [0x81u8, 0x82, 7, 7, 7, 7, b'o' ^ 7, b'k' ^ 7];
+    s.write_all(&frame).unwrap();
+    let mut back = [0u8; 8];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, frame);
+}
+
 #[test]
 fn tls_verify_false_skips_verification() {
     let up = Upstream::start("svc");

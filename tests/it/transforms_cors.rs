@@ -203,6 +203,31 @@ fn websocket_echo_through_the_gateway() {
     assert_eq!(head.status, 401);
 }
 
+/// The upstream answers the 101 at once, so it is often read before Pingora
+/// has passed on the handshake's empty body: every tunnel must still carry
+/// bytes both ways (cloudflare/pingora#946; `upstream/upgrade.rs`).
+#[test]
+fn websocket_tunnels_survive_an_instant_101() {
+    let up = Upstream::start("svc");
+    let gw = gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ svc: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: ws, upstream: svc, websocket: true }}]\n",
+        up.addr
+    ));
+    let frame = [0x81u8, 0x82, 9, 9, 9, 9, b'o' ^ 9, b'k' ^ 9];
+    let mut broken = 0;
+    for _ in 0..500 {
+        let (mut s, head) = ws_connect(&gw, "/ws", "");
+        assert_eq!(head.status, 101);
+        s.write_all(&frame).unwrap();
+        let mut back = [0u8; 8];
+        match s.read_exact(&mut back) {
+            Ok(()) => assert_eq!(back, frame),
+            Err(_) => broken += 1,
+        }
+    }
+    assert_eq!(broken, 0, "tunnels closed right after their 101");
+}
+
 #[test]
 fn websocket_handshakes_are_rate_limited() {
     let (gw, _up) = env();

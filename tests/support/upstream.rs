@@ -236,11 +236,6 @@ fn ws_echo(
         headers,
         body: Vec::new(),
     });
-    // Not instantly: a 101 read before Pingora has passed on the handshake's
-    // empty body ends the tunnel at once (cloudflare/pingora#946, README
-    // "WebSocket", known limit), about 1 handshake in 40 from a loopback
-    // upstream on a loaded box. The tests are about gatehouse, not that race.
-    std::thread::sleep(Duration::from_millis(50));
     let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
     if writer.write_all(resp.as_bytes()).is_err() {
         return;
