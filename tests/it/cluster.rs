@@ -162,15 +162,26 @@ fn before_the_first_push_nodes_answer_503_then_every_node_serves_the_push() {
         "{}",
         fleet.cluster_view(2)
     );
-    let v = fleet.cluster_view(0);
-    for n in v["nodes"].as_array().unwrap() {
-        assert_eq!(n["applied_revision"], rev);
-        assert_eq!(n["last_error"], serde_json::Value::Null);
-        assert_eq!(n["sha256"].as_str().unwrap().len(), 64);
-    }
-    let m = scrape_at(fleet.nodes[1].admin);
-    assert_eq!(metric(&m, "gatehouse_config_revision", &[]), rev as f64);
-    assert_eq!(metric(&m, "gatehouse_cluster_in_sync", &[]), 1.0);
+    // Every node's view gets there, each through its own watch.
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            let v = fleet.cluster_view(0);
+            let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+            nodes.len() == 3
+                && nodes.iter().all(|n| {
+                    n["applied_revision"] == rev
+                        && n["last_error"] == serde_json::Value::Null
+                        && n["sha256"].as_str().is_some_and(|h| h.len() == 64)
+                })
+        }),
+        "{}",
+        fleet.cluster_view(0)
+    );
+    assert!(eventually(Duration::from_secs(2), || {
+        let m = scrape_at(fleet.nodes[1].admin);
+        metric(&m, "gatehouse_config_revision", &[]) == rev as f64
+            && metric(&m, "gatehouse_cluster_in_sync", &[]) == 1.0
+    }));
 
     // The CLI prints the same as a table.
     let out = fleet.cli(&["cluster"]);
@@ -275,22 +286,31 @@ fn a_node_that_cannot_apply_a_revision_keeps_its_config_and_says_why() {
         "{}",
         fleet.cluster_view(0)
     );
-    let v = fleet.cluster_view(1);
-    assert_eq!(v["in_sync"], false, "{v}");
-    assert_eq!(v["revision"], rev2);
-    let n2 = v["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["node_id"] == "node-2")
-        .unwrap()
-        .clone();
-    assert_eq!(n2["applied_revision"], rev);
+    // Node 1 learns the same through etcd, a watch event later.
+    assert!(
+        eventually(Duration::from_secs(3), || {
+            let v = fleet.cluster_view(1);
+            let n2 = v["nodes"]
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["node_id"] == "node-2").cloned());
+            v["in_sync"] == false
+                && v["revision"] == rev2
+                && n2.is_some_and(|n| n["applied_revision"] == rev)
+        }),
+        "{}",
+        fleet.cluster_view(1)
+    );
     // Node 2 still serves the revision it had.
     assert_eq!(get_raw(fleet.nodes[2].addr, "/a/x", "").status, 200);
     assert_eq!(get_raw(fleet.nodes[2].addr, "/b/x", "").status, 404);
-    let m = scrape_at(fleet.nodes[0].admin);
-    assert_eq!(metric(&m, "gatehouse_cluster_in_sync", &[]), 0.0);
+    // The gauge is published once the event that changed the view is done.
+    assert!(eventually(Duration::from_secs(3), || {
+        metric(
+            &scrape_at(fleet.nodes[0].admin),
+            "gatehouse_cluster_in_sync",
+            &[],
+        ) == 0.0
+    }));
 }
 
 #[test]
