@@ -298,10 +298,7 @@ fn hop_by_hop_headers_are_not_forwarded() {
 fn http_1_0_and_connection_close_are_not_kept_alive() {
     use std::io::{BufReader, Write};
     let up = Upstream::start("u");
-    let gw = gateway(&format!(
-        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u }}]\n",
-        up.addr
-    ));
+    let gw = gateway_to(up.addr, "");
     let cases: [(&[u8], &str, bool); 3] = [
         (b"GET / HTTP/1.0\r\nHost: h\r\n\r\n", "close", true),
         (

@@ -83,11 +83,16 @@ struct TlsGateway {
 
 /// A gateway with an HTTPS listener in front of `up`.
 fn tls_gateway(pki: &Pki, up: &Upstream, server_extra: &str) -> TlsGateway {
+    tls_gateway_with(pki, up, server_extra, "")
+}
+
+/// [`tls_gateway`] with `route_extra` in its one route's map.
+fn tls_gateway_with(pki: &Pki, up: &Upstream, server_extra: &str, route_extra: &str) -> TlsGateway {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, _) = write_pki(dir.path(), pki);
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = gateway(&format!(
-        "server:\n  listen: [\"{{listen}}\"]\n  tls: {{ listen: \"{tls}\", cert: \"{}\", key: \"{}\" }}\n{server_extra}upstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u }}]\n",
+        "server:\n  listen: [\"{{listen}}\"]\n  tls: {{ listen: \"{tls}\", cert: \"{}\", key: \"{}\" }}\n{server_extra}upstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u {route_extra} }}]\n",
         cert.display(),
         key.display(),
         up.addr
@@ -199,19 +204,11 @@ fn websocket_tunnels_reach_a_tls_upstream() {
     use std::io::{BufReader, Read, Write};
     let up = Upstream::start("svc");
     let pki = mint_pki("ws");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, ca) = write_pki(dir.path(), &pki);
-    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _b = gateway(&format!(
-        "server:\n  listen: [\"{{listen}}\"]\n  tls: {{ listen: \"{tls}\", cert: \"{}\", key: \"{}\" }}\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: all, upstream: u, websocket: true }}]\n",
-        cert.display(),
-        key.display(),
-        up.addr
-    ));
-    wait_listening(tls);
+    let b = tls_gateway_with(&pki, &up, "", ", websocket: true");
     let a = gateway(&format!(
-        "server: {{ listen: [\"{{listen}}\"], upstream_ca: \"{}\" }}\nupstreams: {{ b: {{ targets: [\"{tls}\"], tls: true, sni: {HOST} }} }}\nroutes: [{{ name: all, upstream: b, websocket: true }}]\n",
-        ca.display()
+        "server: {{ listen: [\"{{listen}}\"], upstream_ca: \"{}\" }}\nupstreams: {{ b: {{ targets: [\"{}\"], tls: true, sni: {HOST} }} }}\nroutes: [{{ name: all, upstream: b, websocket: true }}]\n",
+        b._dir.path().join("ca.pem").display(),
+        b.tls
     ));
     let mut s = std::net::TcpStream::connect(a.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

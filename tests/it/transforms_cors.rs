@@ -209,10 +209,7 @@ fn websocket_echo_through_the_gateway() {
 #[test]
 fn websocket_tunnels_survive_an_instant_101() {
     let up = Upstream::start("svc");
-    let gw = gateway(&format!(
-        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ svc: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: ws, upstream: svc, websocket: true }}]\n",
-        up.addr
-    ));
+    let gw = gateway_to(up.addr, ", websocket: true");
     let frame = [0x81u8, 0x82, 9, 9, 9, 9, b'o' ^ 9, b'k' ^ 9];
     let mut broken = 0;
     for _ in 0..500 {

@@ -49,6 +49,14 @@ pub fn gateway(yaml: &str) -> Gateway {
     }
 }
 
+/// A gateway with one route, `all`, to `upstream` (and `route_extra` in
+/// that route's map, such as `, websocket: true`).
+pub fn gateway_to(upstream: SocketAddr, route_extra: &str) -> Gateway {
+    gateway(&format!(
+        "server: {{ listen: [\"{{listen}}\"] }}\nupstreams: {{ u: {{ targets: [\"{upstream}\"] }} }}\nroutes: [{{ name: all, upstream: u {route_extra} }}]\n"
+    ))
+}
+
 impl Gateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
