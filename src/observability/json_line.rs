@@ -99,10 +99,8 @@ pub(crate) fn push_string(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
+    let mut i = clean_until(bytes, 0);
+    while let Some(&b) = bytes.get(i) {
         // Only ASCII bytes stop here, so `start..i` is on char boundaries.
         out.push_str(&s[start..i]);
         match b {
@@ -119,9 +117,37 @@ pub(crate) fn push_string(out: &mut String, s: &str) {
             }
         }
         start = i + 1;
+        i = clean_until(bytes, start);
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// The index of the first byte from `i` on that needs escaping (`"`, `\`,
+/// below 0x20), or the length. Eight bytes per step while none does (the
+/// exact "has a byte below / equal to" word tests), then byte by byte: most
+/// logged values (paths, user agents) have nothing to escape.
+fn clean_until(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(Ok(word)) = bytes.get(i..i + 8).map(<[u8; 8]>::try_from) {
+        let x = u64::from_le_bytes(word);
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let quote = zero_byte(x ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(x ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while bytes
+        .get(i)
+        .is_some_and(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+    {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]
@@ -149,6 +175,27 @@ mod tests {
             assert_eq!(parsed, s);
         }
         assert_eq!(string("a\u{1}b"), "\"a\\u0001b\"");
+    }
+
+    /// Every ASCII byte at every position of a 19-byte string (over two
+    /// words and a tail) is escaped as the plain byte-by-byte rule says.
+    #[test]
+    fn the_word_scan_finds_every_byte_that_needs_escaping() {
+        for b in 0u8..0x80 {
+            for at in 0..19 {
+                let mut s = "abcdefghijklmnopqrs".to_string().into_bytes();
+                s[at] = b;
+                let s = String::from_utf8(s).unwrap();
+                let parsed: String = serde_json::from_str(&string(&s)).unwrap();
+                assert_eq!(parsed, s, "byte {b:#x} at {at}");
+                let escaped = b < 0x20 || b == b'"' || b == b'\\';
+                assert_eq!(
+                    string(&s).len() > s.len() + 2,
+                    escaped,
+                    "byte {b:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]
