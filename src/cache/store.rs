@@ -407,26 +407,25 @@ impl Storage for MemoryStore {
         meta: &CacheMeta,
         _: &SpanHandle,
     ) -> Result<MissHandler> {
+        let serialized = meta.serialize()?;
+        let base = serialized.0.len() + serialized.1.len() + OVERHEAD;
+        if base > self.max_object || !self.reserve(base) {
+            return Error::e_explain(ErrorType::InternalError, "no room in the cache");
+        }
         let decoded = DecodedMeta::capture(meta);
         // Only what `fresh` can serve is found by its primary bytes.
         let plain = decoded.variance.is_none() && key.variance_bin().is_none();
         let primary = plain.then(|| key.primary_key().into());
-        let decoded = Some(decoded);
-        let meta = meta.serialize()?;
-        let base = meta.0.len() + meta.1.len() + OVERHEAD;
-        if base > self.max_object || !self.reserve(base) {
-            return Error::e_explain(ErrorType::InternalError, "no room in the cache");
-        }
         Ok(Box::new(Miss {
             store: self,
             key: key.combined_bin(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            meta,
+            meta: serialized,
             chunks: Vec::new(),
             reserved: base,
             tag: super::tag_of(key),
             finished: false,
-            decoded,
+            decoded: Some(decoded),
             primary,
         }))
     }
